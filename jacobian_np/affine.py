@@ -1,0 +1,87 @@
+"""The affine (fully connected) layer."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import numpy.typing as npt
+
+from ._typing import Array, Cache
+from ._validation import as_parameter, check_last_axis
+from .layer import Layer
+
+
+class Affine(Layer):
+    """Fully connected layer ``y = x @ W + b``.
+
+    Parameters
+    ----------
+    W : array_like of shape (d_in, d_out)
+        Weights, in the scikit-learn ``coefs_`` / Keras layout (PyTorch's
+        ``Linear.weight`` is the transpose).  Copied; integers become float64.
+    b : array_like of shape (d_out,), optional
+        Bias.  ``None`` (the default) means no bias.
+
+    Raises
+    ------
+    ValueError
+        If ``W`` is not 2-D, ``b`` does not have shape ``(d_out,)``, or either holds
+        NaN or infinity.
+    TypeError
+        If ``W`` or ``b`` is not a real numeric array.
+
+    Notes
+    -----
+    The Jacobian of one sample is ``dy/dx = W.T``, of shape ``(d_out, d_in)``,
+    the same at every input.  ``backward`` is therefore ``dx = dy @ W.T``, computed
+    as one matrix product over all samples and all Jacobian rows: ``dy`` of shape
+    ``(*batch, M, d_out)`` is viewed as ``(prod(batch) * M, d_out)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacobian_np import Affine
+    >>> layer = Affine(np.array([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0]]), b=np.array([0.5, 0.0, -1.0]))
+    >>> layer
+    Affine(d_in=2, d_out=3)
+    >>> y, cache = layer.forward(np.array([1.0, 1.0]))
+    >>> y
+    array([1.5, 3. , 2. ])
+    >>> layer.jacobian(y, cache)
+    array([[1., 0.],
+           [2., 1.],
+           [0., 3.]])
+    """
+
+    def __init__(self, W: npt.ArrayLike, b: Optional[npt.ArrayLike] = None) -> None:
+        self.W = as_parameter(W, "W", (None, None), "Affine")
+        self.d_in, self.d_out = self.W.shape
+        self.b = None if b is None else as_parameter(b, "b", (self.d_out,), "Affine")
+        if self.b is not None and self.b.dtype != self.W.dtype:
+            dtype = np.promote_types(self.W.dtype, self.b.dtype)
+            self.W, self.b = self.W.astype(dtype), self.b.astype(dtype)
+
+    def forward(self, x: Array) -> tuple[Array, Cache]:
+        check_last_axis(x, self.d_in, "Affine")
+        y = _matmul_last_axis(x, self.W)
+        if self.b is not None:
+            y += self.b
+        return y, x
+
+    def backward(self, dy: Array, cache: Cache) -> Array:
+        check_last_axis(dy, self.d_out, "Affine.backward", "dy")
+        return _matmul_last_axis(dy, self.W.T)
+
+    def jacobian(self, y: Array, cache: Cache) -> Array:
+        return np.broadcast_to(self.W.T, y.shape[:-1] + self.W.T.shape)
+
+    def __repr__(self) -> str:
+        return f"Affine(d_in={self.d_in}, d_out={self.d_out})"
+
+
+def _matmul_last_axis(a: Array, B: Array) -> Array:
+    """``a @ B`` over the last axis of ``a`` as a single GEMM, whatever the leading axes."""
+    if a.ndim <= 2:
+        return a @ B
+    return (a.reshape(-1, a.shape[-1]) @ B).reshape(a.shape[:-1] + (B.shape[1],))

@@ -1,0 +1,188 @@
+"""The layer protocol and the shared base of elementwise activations.
+
+See ``docs/conventions.md`` for the shapes and ``docs/adding_a_layer.md`` for a
+worked example of a user layer.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Optional
+
+import numpy as np
+
+from ._typing import Array, Cache
+
+
+class Layer(abc.ABC):
+    """A differentiable map applied to the last axis of its input.
+
+    A subclass implements :meth:`forward` and :meth:`backward`; everything else has a
+    working default.  A layer holds only what it was given at construction: the
+    cache produced by ``forward`` is returned to the caller, never stored on ``self``.
+
+    Attributes
+    ----------
+    d_in, d_out : int or None
+        The widths of the input and output last axis.  ``None`` means "any width,
+        and the output has the width of the input" (elementwise layers).  Set both
+        on a layer that changes the width, so that :class:`~jacobian_np.Network`
+        can check that consecutive layers chain.
+
+    See Also
+    --------
+    Elementwise : base class for activations applied elementwise.
+    check_layer : compare a layer's derivatives with finite differences.
+
+    Examples
+    --------
+    A layer that scales its input by a constant:
+
+    >>> import numpy as np
+    >>> from jacobian_np import Layer, check_layer
+    >>> class Scale(Layer):
+    ...     def __init__(self, c):
+    ...         self.c = c
+    ...     def forward(self, x):
+    ...         return self.c * x, None
+    ...     def backward(self, dy, cache):
+    ...         return self.c * dy
+    >>> y, cache = Scale(3.0).forward(np.array([1.0, 2.0]))
+    >>> y
+    array([3., 6.])
+    >>> bool(check_layer(Scale(3.0), np.array([1.0, 2.0])))
+    True
+    """
+
+    d_in: Optional[int] = None
+    d_out: Optional[int] = None
+
+    @abc.abstractmethod
+    def forward(self, x: Array) -> tuple[Array, Cache]:
+        """Apply the layer.
+
+        Parameters
+        ----------
+        x : ndarray of shape (*batch, d_in)
+            Input; never modified.
+
+        Returns
+        -------
+        y : ndarray of shape (*batch, d_out)
+            Output.
+        cache : object
+            Whatever :meth:`backward` needs, passed back to it unchanged.
+        """
+
+    @abc.abstractmethod
+    def backward(self, dy: Array, cache: Cache) -> Array:
+        """Propagate a full upstream Jacobian through the layer (chain rule).
+
+        Parameters
+        ----------
+        dy : ndarray of shape (*batch, M, d_out)
+            ``M`` rows of derivatives with respect to this layer's output, per sample.
+            Never modified; it may be a read-only view.
+        cache : object
+            The cache returned by :meth:`forward`.
+
+        Returns
+        -------
+        dx : ndarray of shape (*batch, M, d_in)
+            ``dx[..., m, :] = dy[..., m, :] @ J`` where ``J`` is the layer's
+            ``(d_out, d_in)`` Jacobian at each sample.
+        """
+
+    def jacobian(self, y: Array, cache: Cache) -> Array:
+        """The layer's own per-sample Jacobian at the point ``forward`` was called.
+
+        This seeds a backward pass without multiplying by an identity matrix.  The
+        default propagates an identity seed through :meth:`backward`; layers override
+        it with a direct formula when they have one.
+
+        Parameters
+        ----------
+        y : ndarray of shape (*batch, d_out)
+            The output returned by :meth:`forward`.
+        cache : object
+            The cache returned by :meth:`forward`.
+
+        Returns
+        -------
+        J : ndarray of shape (*batch, d_out, d_in)
+            ``J[..., j, k] = d y[..., j] / d x[..., k]``.  May be a read-only view.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Tanh
+        >>> layer = Tanh()
+        >>> y, cache = layer.forward(np.array([0.0, 1.0]))
+        >>> np.allclose(layer.jacobian(y, cache), np.diag(1 - np.tanh([0.0, 1.0]) ** 2))
+        True
+        """
+        width = y.shape[-1]
+        seed = np.broadcast_to(np.eye(width, dtype=y.dtype), y.shape[:-1] + (width, width))
+        return self.backward(seed, cache)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Elementwise(Layer):
+    """Base class for activations ``y = f(x)`` applied to each element.
+
+    A subclass supplies only the function and its derivative, side by side:
+
+    - ``f(x)`` returns ``y``;
+    - ``fprime(x, y)`` returns ``f'(x)`` (it may reuse ``y = f(x)``).
+
+    The base class does the broadcasting: ``backward`` is ``dy * f'(x)[..., None, :]``
+    and ``jacobian`` places ``f'(x)`` on a diagonal.  The width is unchanged.
+
+    Examples
+    --------
+    A cube activation in three lines:
+
+    >>> import numpy as np
+    >>> from jacobian_np import Elementwise, check_layer
+    >>> class Cube(Elementwise):
+    ...     def f(self, x):
+    ...         return x**3
+    ...     def fprime(self, x, y):
+    ...         return 3 * x**2
+    >>> bool(check_layer(Cube(), np.array([[0.5, -1.0, 2.0]])))
+    True
+    """
+
+    @abc.abstractmethod
+    def f(self, x: Array) -> Array:
+        """The activation, elementwise."""
+
+    @abc.abstractmethod
+    def fprime(self, x: Array, y: Array) -> Array:
+        """The derivative ``f'(x)`` elementwise; ``y`` is ``f(x)``."""
+
+    def forward(self, x: Array) -> tuple[Array, Cache]:
+        y = self.f(x)
+        return y, (x, y)
+
+    def backward(self, dy: Array, cache: Cache) -> Array:
+        x, y = cache
+        return dy * self.fprime(x, y)[..., None, :]
+
+    def jacobian(self, y: Array, cache: Cache) -> Array:
+        x, y = cache
+        return _diag_embed(self.fprime(x, y))
+
+
+def _diagonal(J: Array) -> Array:
+    """Writable view of the diagonals of a stack of square matrices ``(*batch, m, m)``."""
+    return np.einsum("...ii->...i", J)
+
+
+def _diag_embed(d: Array) -> Array:
+    """Stack of diagonal matrices: ``(*batch, m)`` to ``(*batch, m, m)``."""
+    out = np.zeros(d.shape + d.shape[-1:], dtype=d.dtype)
+    _diagonal(out)[...] = d
+    return out
