@@ -256,6 +256,11 @@ def _compare(
     return Comparison(name, analytic, reference, tolerance, problem)
 
 
+def _check_tolerances(atol: float, rtol: float) -> None:
+    if not (atol >= 0 and rtol >= 0):
+        raise ValueError(f"atol and rtol must be non-negative; got atol={atol!r}, rtol={rtol!r}.")
+
+
 def _scale(y: Array) -> float:
     """``max(1, max|f|)``, the scale of the absolute tolerance."""
     return max(1.0, float(np.max(np.abs(y)))) if y.size else 1.0
@@ -273,9 +278,9 @@ def check_layer(
 ) -> CheckResult:
     """Compare a layer's analytic derivatives with central differences.
 
-    Checks ``backward`` with an identity seed, ``jacobian``, and ``backward`` with a
-    random upstream ``dy`` of a different number of rows; also that ``forward`` and
-    ``backward`` leave their inputs unchanged.
+    Checks ``backward`` with an identity seed, ``backward`` with a random upstream
+    ``dy`` of a different number of rows, and ``jacobian`` when the layer overrides
+    it; also that ``forward`` and ``backward`` leave their inputs unchanged.
 
     Parameters
     ----------
@@ -306,9 +311,10 @@ def check_layer(
     """
     if not isinstance(layer, Layer):
         raise TypeError(f"check_layer expects a jacobian_np.Layer; got {type(layer).__name__}.")
+    _check_tolerances(atol, rtol)
     x = as_float_array(x, "x").astype(dtype)
     if x.ndim == 0:
-        raise ValueError(f"check_layer expects x of shape (*batch, d_in); got a scalar.")
+        raise ValueError("check_layer expects x of shape (*batch, d_in); got a scalar.")
     rng = np.random.default_rng(0) if rng is None else rng
     x_before = x.copy()
     y, cache = layer.forward(x)
@@ -318,17 +324,19 @@ def check_layer(
     )
     scale = _scale(y)
 
-    identity = np.broadcast_to(np.eye(y.shape[-1], dtype=y.dtype), batch + (y.shape[-1],) * 2)
+    # writable, so that a backward that writes into dy is reported rather than crashing
+    identity = np.broadcast_to(np.eye(y.shape[-1], dtype=y.dtype), batch + (y.shape[-1],) * 2).copy()
     dy = rng.standard_normal(batch + (_RANDOM_ROWS, y.shape[-1])).astype(y.dtype)
     dy_before = dy.copy()
     dx = layer.backward(dy, cache)
     comparisons = [
         _compare("backward(identity)", layer.backward(identity, cache), J_fd, scale, atol, rtol),
-        _compare("jacobian", layer.jacobian(y, cache), J_fd, scale, atol, rtol),
         _compare("backward(random dy)", dx, dy @ J_fd, scale, atol, rtol),
         _compare("forward left x unchanged", x, x_before, 1.0, 0.0, 0.0),
         _compare("backward left dy unchanged", dy, dy_before, 1.0, 0.0, 0.0),
     ]
+    if type(layer).jacobian is not Layer.jacobian:  # the default is backward(identity)
+        comparisons.insert(1, _compare("jacobian", layer.jacobian(y, cache), J_fd, scale, atol, rtol))
     return CheckResult(repr(layer), tuple(comparisons))
 
 
@@ -373,6 +381,7 @@ def check_network(
     """
     if not isinstance(net, Network):
         raise TypeError(f"check_network expects a jacobian_np.Network; got {type(net).__name__}.")
+    _check_tolerances(atol, rtol)
     x = as_input(x, net.d_in, "check_network").astype(dtype)
     y = net.forward(x)
     y_fb, J = net.forward_backward(x)

@@ -62,6 +62,11 @@ class Network:
         if not self.layers:
             raise ValueError("Network needs at least one layer; got none.")
         for index, layer in enumerate(self.layers):
+            if isinstance(layer, type) and issubclass(layer, Layer):
+                raise TypeError(
+                    f"layer {index} is the class {layer.__name__}; pass an instance, "
+                    f"{layer.__name__}(...)."
+                )
             if not isinstance(layer, Layer):
                 raise TypeError(
                     f"layer {index} must be a jacobian_np.Layer; got {type(layer).__name__}."

@@ -1,0 +1,53 @@
+"""The registry of every layer, used by the parametrised derivative tests.
+
+Each case builds a layer and draws inputs from a domain where its derivative is
+defined.  Widths are non-square (3 to 5) so that a transposed Jacobian fails.
+Adding a layer to ``jacobian_np.__all__`` without a case here fails
+``test_every_exported_layer_has_a_case``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+import jacobian_np as jn
+
+Shape = tuple
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    name: str
+    make: Callable[[np.random.Generator], jn.Layer]
+    sample: Callable[[np.random.Generator, Shape], np.ndarray]
+    """Draw inputs of shape ``batch + (d_in,)`` from the layer's valid domain."""
+
+
+def uniform(low, high, width):
+    return lambda rng, batch: rng.uniform(low, high, batch + (width,))
+
+
+def away_from_zero(width, low=0.1, high=3.0):
+    """Kinks sit at 0: keep inputs at least ``low`` away so finite differences are valid."""
+    return lambda rng, batch: rng.choice([-1.0, 1.0], batch + (width,)) * rng.uniform(
+        low, high, batch + (width,)
+    )
+
+
+LAYER_CASES = [
+    LayerCase(
+        "Affine",
+        lambda rng: jn.Affine(rng.normal(size=(3, 5)), rng.normal(size=5)),
+        uniform(-3, 3, 3),
+    ),
+    LayerCase("Affine-no-bias", lambda rng: jn.Affine(rng.normal(size=(5, 3))), uniform(-3, 3, 5)),
+    LayerCase("ReLU", lambda rng: jn.ReLU(), away_from_zero(4)),
+    LayerCase("Sigmoid", lambda rng: jn.Sigmoid(), uniform(-3, 3, 4)),
+    LayerCase("Tanh", lambda rng: jn.Tanh(), uniform(-3, 3, 4)),
+    LayerCase("Softmax", lambda rng: jn.Softmax(), uniform(-3, 3, 4)),
+]
+
+CASE_IDS = [case.name for case in LAYER_CASES]

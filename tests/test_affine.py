@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+import jacobian_np as jn
+
+
+def test_forward_is_x_at_W_plus_b(rng):
+    W, b, x = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(5, 3))
+    y, _ = jn.Affine(W, b).forward(x)
+    np.testing.assert_allclose(y, x @ W + b, rtol=1e-14)
+    np.testing.assert_allclose(jn.Affine(W).forward(x)[0], x @ W, rtol=1e-14)
+
+
+def test_backward_over_extra_batch_axes_is_dy_at_W_transposed(rng):
+    W = rng.normal(size=(3, 4))
+    dy = rng.normal(size=(2, 5, 6, 4))
+    dx = jn.Affine(W).backward(dy, None)
+    np.testing.assert_allclose(dx, np.einsum("...j,kj->...k", dy, W), rtol=1e-13)
+
+
+def test_integer_weights_become_float64():
+    layer = jn.Affine(np.array([[1, 2]]), np.array([0, 1]))
+    assert layer.W.dtype == layer.b.dtype == np.float64
+
+
+def test_weight_and_bias_share_the_promoted_dtype():
+    layer = jn.Affine(np.ones((2, 2), np.float32), np.ones(2, np.float64))
+    assert layer.W.dtype == layer.b.dtype == np.float64
+    layer = jn.Affine(np.ones((2, 2), np.float32), np.ones(2, np.float32))
+    assert layer.W.dtype == layer.b.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "W, b, error, match",
+    [
+        (np.ones(3), None, ValueError, r"Affine W must have shape \(any, any\); got shape \(3,\)"),
+        (np.ones((2, 3)), np.ones(2), ValueError, r"Affine b must have shape \(3,\); got shape \(2,\)"),
+        (np.ones((2, 3)), np.ones((1, 3)), ValueError, r"Affine b must have shape \(3,\); got shape \(1, 3\)"),
+        (np.ones((0, 3)), None, ValueError, r"Affine W must not have a zero-length axis; got shape \(0, 3\)"),
+        (np.array([[1.0, np.nan]]), None, ValueError, "Affine W must be finite"),
+        (np.ones((1, 2)), np.array([np.inf, 0]), ValueError, "Affine b must be finite"),
+        (np.ones((2, 2), complex), None, TypeError, "Affine W must be real; got complex dtype"),
+        ([["a", "b"]], None, TypeError, r"Affine W must be a real numeric array; got dtype <U1"),
+    ],
+)
+def test_bad_parameters(W, b, error, match):
+    with pytest.raises(error, match=match):
+        jn.Affine(W, b)
+
+
+def test_wrong_input_width_is_named(rng):
+    with pytest.raises(ValueError, match=r"Affine expects x with last axis 3; got shape \(4, 5\)"):
+        jn.Affine(np.ones((3, 2))).forward(np.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"Affine.backward expects dy with last axis 2; got shape \(4, 3\)"):
+        jn.Affine(np.ones((3, 2))).backward(np.ones((4, 3)), None)
+
+
+def test_repr():
+    assert repr(jn.Affine(np.ones((3, 2)))) == "Affine(d_in=3, d_out=2)"

@@ -1,0 +1,232 @@
+"""numerical_jacobian, check_layer and check_network, including that they catch bugs."""
+
+import numpy as np
+import pytest
+
+import jacobian_np as jn
+
+# --- numerical_jacobian -------------------------------------------------------------
+
+
+def f_closed_form(x):
+    return np.array([x[0] ** 2 * x[1], np.sin(x[1]) * x[2], np.exp(x[0])])
+
+
+def J_closed_form(x):
+    return np.array(
+        [
+            [2 * x[0] * x[1], x[0] ** 2, 0.0],
+            [0.0, np.cos(x[1]) * x[2], np.sin(x[1])],
+            [np.exp(x[0]), 0.0, 0.0],
+        ]
+    )
+
+
+def test_numerical_jacobian_of_a_closed_form():
+    x = np.array([0.7, -1.3, 2.1])
+    np.testing.assert_allclose(jn.numerical_jacobian(f_closed_form, x), J_closed_form(x), rtol=1e-9, atol=1e-12)
+
+
+def test_numerical_jacobian_agrees_with_scipy_differentiate():
+    differentiate = pytest.importorskip("scipy.differentiate", reason="needs SciPy >= 1.15")
+    x = np.array([0.7, -1.3, 2.1])
+    reference = differentiate.jacobian(f_closed_form, x).df
+    np.testing.assert_allclose(jn.numerical_jacobian(f_closed_form, x), reference, rtol=1e-9, atol=1e-12)
+
+
+def test_numerical_jacobian_shape_is_output_shape_then_input_shape(rng):
+    x = rng.normal(size=(2, 3))
+    J = jn.numerical_jacobian(lambda z: np.array([z.sum(), (z**2).sum(), 0.0, z[1, 2]]), x)
+    assert J.shape == (4, 2, 3)
+    np.testing.assert_allclose(J[1], 2 * x, rtol=1e-9)
+    np.testing.assert_allclose(J[3], np.eye(6)[5].reshape(2, 3), atol=1e-12)
+
+
+def test_numerical_jacobian_full_form_has_zero_cross_sample_blocks(rng):
+    net = jn.Network([jn.Affine(rng.normal(size=(2, 3))), jn.Tanh()])
+    X = rng.normal(size=(4, 2))
+    full = jn.numerical_jacobian(net.forward, X)
+    assert full.shape == (4, 3, 4, 2)
+    _, J = net.forward_backward(X)
+    for i in range(4):
+        for k in range(4):
+            np.testing.assert_allclose(full[i, :, k, :], J[i] if i == k else 0.0, atol=1e-9)
+
+
+def test_numerical_jacobian_perturbs_copies_only(rng):
+    x = rng.normal(size=3)
+    x_before = x.copy()
+
+    def vandal(z):  # writes into what it is given
+        value = z**2
+        z[...] = 1e6
+        return value
+
+    J = jn.numerical_jacobian(vandal, x)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_allclose(J, np.diag(2 * x), rtol=1e-9)
+
+
+def test_numerical_jacobian_divides_by_the_step_actually_taken():
+    # In float32, 3 +- 3e-4 rounds: the taken step differs from 2h by ~1e-4 relative.
+    # f(z) = 2z is exact, so only dividing by the taken step gives exactly 2.
+    J = jn.numerical_jacobian(lambda z: 2 * z, np.array([3.0], dtype=np.float32), eps=1e-4)
+    assert J[0, 0] == 2.0
+
+
+@pytest.mark.parametrize("dtype, expected", [(np.float64, 6.06e-6), (np.float32, 4.92e-3)])
+def test_default_step_follows_the_dtype(dtype, expected):
+    seen = []
+
+    def f(z):
+        seen.append(z.copy())
+        return np.sin(z)
+
+    x = np.array([0.5, 2.0], dtype=dtype)
+    J = jn.numerical_jacobian(f, x)
+    step = max(float(np.max(np.abs(z - x))) for z in seen)
+    assert step == pytest.approx(expected * 2.0, rel=1e-2)  # max(1, |x|) = 2 for x = 2
+    np.testing.assert_allclose(np.diagonal(J), np.cos(x.astype(float)), rtol=10 * expected**2)
+
+
+def test_integer_input_is_differentiated_in_float64():
+    J = jn.numerical_jacobian(lambda z: z**2, np.array([1, 2]))
+    assert J.dtype == np.float64
+    np.testing.assert_allclose(J, np.diag([2.0, 4.0]), rtol=1e-9)
+
+
+@pytest.mark.parametrize("eps", [0, -1e-3, np.nan, np.inf, "1e-3"])
+def test_bad_eps(eps):
+    with pytest.raises(ValueError, match="eps must be a positive finite number; got"):
+        jn.numerical_jacobian(np.sin, np.ones(2), eps=eps)
+
+
+# --- check_layer catches bugs -------------------------------------------------------
+
+
+class OffByOnePercentTanh(jn.Tanh):
+    def fprime(self, x, y):
+        return 1.01 * super().fprime(x, y)
+
+
+class TransposedAffine(jn.Affine):
+    def backward(self, dy, cache):
+        return dy @ self.W  # should be W.T
+
+
+class BatchDroppingSquare(jn.Layer):
+    def forward(self, x):
+        return x**2, x
+
+    def backward(self, dy, cache):
+        return dy[0] * 2 * cache[0]  # forgets the batch axes
+
+
+class InPlaceSquare(jn.Layer):
+    def forward(self, x):
+        x *= 1.0  # writes into the caller's input
+        return x**2, x
+
+    def backward(self, dy, cache):
+        dy *= 2 * cache[..., None, :]  # writes into the upstream Jacobian
+        return dy
+
+
+@pytest.mark.parametrize("batch", [(), (5,)])
+def test_check_layer_catches_a_derivative_off_by_one_percent(batch, rng):
+    result = jn.check_layer(OffByOnePercentTanh(), rng.uniform(-2, 2, batch + (4,)))
+    assert not result
+    assert {c.name for c in result.failures} == {"backward(identity)", "jacobian", "backward(random dy)"}
+    assert 0.009 < result.max_rel_error < 0.011
+    report = str(result)
+    assert "derivative check of OffByOnePercentTanh(): FAILED" in report
+    assert "worst at (" in report and "> tolerance" in report
+
+
+def test_check_layer_catches_a_transposed_jacobian(rng):
+    W = rng.normal(size=(4, 4))
+    result = jn.check_layer(TransposedAffine(W), rng.normal(size=(3, 4)))
+    assert not result
+    assert "backward(identity)" in {c.name for c in result.failures}
+
+
+def test_check_layer_catches_a_transposed_non_square_jacobian_by_its_shape(rng):
+    class TransposedJacobianAffine(jn.Affine):
+        def jacobian(self, y, cache):
+            return np.broadcast_to(self.W, y.shape[:-1] + self.W.shape)  # should be W.T
+
+    result = jn.check_layer(TransposedJacobianAffine(rng.normal(size=(3, 5))), rng.normal(size=(2, 3)))
+    assert [c.name for c in result.failures] == ["jacobian"]
+    assert "jacobian: FAILED: shape (2, 3, 5), expected (2, 5, 3)" in str(result)
+    assert result.max_abs_error == np.inf
+
+
+def test_check_layer_catches_a_wrong_shape(rng):
+    result = jn.check_layer(BatchDroppingSquare(), rng.normal(size=(3, 4)))
+    assert not result
+    assert "backward(identity): FAILED: shape (4, 4), expected (3, 4, 4)" in str(result)
+
+
+def test_check_layer_catches_writes_into_inputs(rng):
+    result = jn.check_layer(InPlaceSquare(), rng.normal(size=(2, 3)))
+    assert {c.name for c in result.failures} >= {"backward left dy unchanged"}
+
+
+def test_check_layer_reports_errors_of_a_correct_layer(rng):
+    result = jn.check_layer(jn.Sigmoid(), rng.normal(size=(3, 4)))
+    assert result and not result.failures
+    assert 0 < result.max_abs_error < 1e-9
+    assert 0 < result.max_rel_error < 1e-7
+    assert "passed" in str(result)
+
+
+def test_tolerances_are_used(rng):
+    x = rng.normal(size=(2, 3))
+    assert jn.check_layer(jn.Tanh(), x)
+    assert not jn.check_layer(jn.Tanh(), x, atol=0.0, rtol=0.0)  # finite differences are not exact
+    assert jn.check_layer(OffByOnePercentTanh(), x, atol=0.1, rtol=0.1)
+
+
+def test_check_layer_is_in_float64_by_default(rng):
+    x = rng.normal(size=(2, 3)).astype(np.float32)
+    result = jn.check_layer(jn.Tanh(), x)
+    assert result.comparisons[0].analytic.dtype == np.float64
+
+
+def test_check_layer_errors():
+    with pytest.raises(TypeError, match="check_layer expects a jacobian_np.Layer; got function"):
+        jn.check_layer(lambda x: x, np.ones(2))
+    with pytest.raises(ValueError, match=r"check_layer expects x of shape \(\*batch, d_in\); got a scalar"):
+        jn.check_layer(jn.Tanh(), 1.0)
+    with pytest.raises(TypeError, match="x must be real; got complex"):
+        jn.check_layer(jn.Tanh(), np.ones(2, complex))
+    with pytest.raises(ValueError, match="atol and rtol must be non-negative; got atol=-1.0, rtol=0.0"):
+        jn.check_layer(jn.Tanh(), np.ones(2), atol=-1.0, rtol=0.0)
+
+
+# --- check_network ------------------------------------------------------------------
+
+
+def test_check_network_catches_a_buggy_layer_inside(rng):
+    good = jn.Network([jn.Affine(rng.normal(size=(3, 4))), jn.Tanh(), jn.Affine(rng.normal(size=(4, 2)))])
+    bad = jn.Network([good.layers[0], OffByOnePercentTanh(), good.layers[2]])
+    X = rng.normal(size=(5, 3))
+    assert jn.check_network(good, X)
+    result = jn.check_network(bad, X)
+    assert not result
+    assert [c.name for c in result.failures] == ["forward_backward J"]
+
+
+def test_check_network_one_point_and_empty_batch(rng):
+    net = jn.Network([jn.Affine(rng.normal(size=(3, 2))), jn.Softmax()])
+    assert jn.check_network(net, rng.normal(size=3))
+    result = jn.check_network(net, np.zeros((0, 3)))
+    assert result and result.max_abs_error == 0.0
+
+
+def test_check_network_errors(rng):
+    net = jn.Network([jn.Affine(np.ones((3, 2)))])
+    with pytest.raises(TypeError, match="check_network expects a jacobian_np.Network; got Affine"):
+        jn.check_network(net.layers[0], np.ones(3))
+    with pytest.raises(ValueError, match=r"check_network expects x with last axis 3; got shape \(2,\)"):
+        jn.check_network(net, np.ones(2))

@@ -1,0 +1,97 @@
+"""Every layer in the registry against central differences in float64.
+
+Gradient checks need double precision: float32 rounding swamps the differences.
+"""
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+from cases import CASE_IDS, LAYER_CASES
+
+import jacobian_np as jn
+
+BATCH_SHAPES = [(), (4,), (0,), (2, 3)]
+
+
+@pytest.mark.parametrize("batch", BATCH_SHAPES, ids=lambda b: f"batch{b}")
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_layer_matches_central_differences(case, batch, rng):
+    layer = case.make(rng)
+    x = case.sample(rng, batch)
+    result = jn.check_layer(layer, x, rng=rng)
+    assert result, str(result)
+    # check_layer compares backward(identity), jacobian and backward(random dy)
+    assert {c.name for c in result.comparisons} >= {
+        "backward(identity)",
+        "jacobian",
+        "backward(random dy)",
+    }
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_layer_inside_network_matches_central_differences(case, rng):
+    """The layer as the last layer (seeding) and in the middle (backward) of a network."""
+    layer = case.make(rng)
+    d = case.sample(rng, ()).shape[-1]
+    d_out = layer.forward(case.sample(rng, ()))[0].shape[-1]
+    before = jn.Affine(rng.normal(size=(3, d)) * 0.5)
+    after = jn.Affine(rng.normal(size=(d_out, 2)))
+    x = rng.normal(size=(5, 3))
+    for net in (jn.Network([before, layer]), jn.Network([before, layer, after])):
+        if isinstance(layer, jn.ReLU):  # keep pre-activations off the kink
+            x = _away_from_relu_kink(net, x, rng)
+        result = jn.check_network(net, x)
+        assert result, str(result)
+
+
+def _away_from_relu_kink(net, x, rng):
+    z = net.layers[0].forward(x)[0]
+    kept = x[np.all(np.abs(z) > 0.05, axis=1)]
+    assert len(kept), "every sample is near the kink: change the seed"
+    return kept
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_layer_is_stable_far_out(case, rng):
+    """At |x| = 1e4 no overflow/invalid/divide warning and every derivative is finite."""
+    layer = case.make(rng)
+    x = case.sample(rng, (6,))
+    x = 1e4 * np.sign(x)  # all of +-1e4, and mixed signs within each row
+    x[0] = 1e4
+    x[1] = -1e4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise", under="ignore"):
+            y, cache = layer.forward(x)
+            J = layer.jacobian(y, cache)
+            dx = layer.backward(np.ones(x.shape[:-1] + (2, y.shape[-1])), cache)
+    assert np.all(np.isfinite(y))
+    assert np.all(np.isfinite(J))
+    assert np.all(np.isfinite(dx))
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_float32_in_float32_out(case, rng):
+    layer = case.make(rng)
+    if isinstance(layer, jn.Affine):  # weights decide by promotion: use float32 weights
+        layer = jn.Affine(layer.W.astype(np.float32), None if layer.b is None else layer.b.astype(np.float32))
+    x = case.sample(rng, (3,)).astype(np.float32)
+    y, cache = layer.forward(x)
+    dy = np.ones((3, 2, y.shape[-1]), dtype=np.float32)
+    assert y.dtype == np.float32
+    assert layer.jacobian(y, cache).dtype == np.float32
+    assert layer.backward(dy, cache).dtype == np.float32
+
+
+def test_every_exported_layer_has_a_case(rng):
+    registered = {type(case.make(rng)) for case in LAYER_CASES}
+    exported = {
+        obj
+        for obj in (getattr(jn, name) for name in jn.__all__)
+        if inspect.isclass(obj) and issubclass(obj, jn.Layer) and not inspect.isabstract(obj)
+    }
+    assert exported, "no concrete layers exported"
+    missing = {cls.__name__ for cls in exported - registered}
+    assert not missing, f"layers without a case in tests/cases.py: {sorted(missing)}"
