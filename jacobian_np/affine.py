@@ -63,25 +63,35 @@ class Affine(Layer):
             self.W, self.b = self.W.astype(dtype), self.b.astype(dtype)
 
     def forward(self, x: Array) -> tuple[Array, Cache]:
-        check_last_axis(x, self.d_in, "Affine")
-        y = _matmul_last_axis(x, self.W)
+        y = _matmul_last_axis(x, self.W, "Affine", "x")
         if self.b is not None:
             y += self.b
         return y, x
 
     def backward(self, dy: Array, cache: Cache) -> Array:
-        check_last_axis(dy, self.d_out, "Affine.backward", "dy")
-        return _matmul_last_axis(dy, self.W.T)
+        return _matmul_last_axis(dy, self.W.T, "Affine.backward", "dy")
 
     def jacobian(self, y: Array, cache: Cache) -> Array:
-        return np.broadcast_to(self.W.T, y.shape[:-1] + self.W.T.shape)
+        J = self.W.T.view()
+        J.flags.writeable = False  # a view of the weights: callers must copy to write
+        if y.ndim == 1:  # one point: skip np.broadcast_to, which costs microseconds
+            return J
+        return np.broadcast_to(J, y.shape[:-1] + J.shape)
 
     def __repr__(self) -> str:
         return f"Affine(d_in={self.d_in}, d_out={self.d_out})"
 
 
-def _matmul_last_axis(a: Array, B: Array) -> Array:
-    """``a @ B`` over the last axis of ``a`` as a single GEMM, whatever the leading axes."""
-    if a.ndim <= 2:
-        return a @ B
-    return (a.reshape(-1, a.shape[-1]) @ B).reshape(a.shape[:-1] + (B.shape[1],))
+def _matmul_last_axis(a: Array, B: Array, owner: str, name: str) -> Array:
+    """``a @ B`` over the last axis of ``a`` as a single GEMM, whatever the leading axes.
+
+    The width is checked only when the product fails, so the check costs nothing on
+    the hot path but the error still names the layer and the shapes.
+    """
+    try:
+        if a.ndim <= 2:
+            return a @ B
+        return (a.reshape(-1, a.shape[-1]) @ B).reshape(a.shape[:-1] + (B.shape[1],))
+    except ValueError:
+        check_last_axis(a, B.shape[0], owner, name)
+        raise

@@ -137,8 +137,9 @@ class Elementwise(Layer):
     - ``f(x)`` returns ``y``;
     - ``fprime(x, y)`` returns ``f'(x)`` (it may reuse ``y = f(x)``).
 
-    The base class does the broadcasting: ``backward`` is ``dy * f'(x)[..., None, :]``
-    and ``jacobian`` places ``f'(x)`` on a diagonal.  The width is unchanged.
+    The base class does the broadcasting: ``backward`` is ``dy * f'(x)[..., None, :]``,
+    ``jacobian`` places ``f'(x)`` on a diagonal and ``diagonal`` returns ``f'(x)``.
+    The width is unchanged.
 
     Examples
     --------
@@ -168,12 +169,27 @@ class Elementwise(Layer):
         return y, (x, y)
 
     def backward(self, dy: Array, cache: Cache) -> Array:
-        x, y = cache
-        return dy * self.fprime(x, y)[..., None, :]
+        return dy * self.fprime(*cache)[..., None, :]
 
     def jacobian(self, y: Array, cache: Cache) -> Array:
+        return _diag_embed(self.diagonal(cache))
+
+    def diagonal(self, cache: Cache) -> Array:
+        """The diagonal of the Jacobian, ``f'(x)``, of shape ``(*batch, d)``.
+
+        :class:`~jacobian_np.Network` uses it to apply trailing activations as a row
+        scaling instead of a dense diagonal matrix.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import ReLU
+        >>> y, cache = ReLU().forward(np.array([-1.0, 2.0]))
+        >>> ReLU().diagonal(cache)
+        array([0., 1.])
+        """
         x, y = cache
-        return _diag_embed(self.fprime(x, y))
+        return self.fprime(x, y)
 
 
 def _diagonal(J: Array) -> Array:

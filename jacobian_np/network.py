@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from ._typing import Array
 from ._validation import as_input
-from .layer import Layer
+from .layer import Elementwise, Layer, _diag_embed
 
 
 class Network:
@@ -72,6 +72,11 @@ class Network:
                     f"layer {index} must be a jacobian_np.Layer; got {type(layer).__name__}."
                 )
         self.d_in, self.d_out = _chain_widths(self.layers)
+        # The backward pass is seeded by the last layer that is not elementwise; the
+        # elementwise layers after it become a row scaling (see _seed).
+        self._seed_index = len(self.layers) - 1
+        while self._seed_index >= 0 and isinstance(self.layers[self._seed_index], Elementwise):
+            self._seed_index -= 1
 
     def forward(self, x: npt.ArrayLike) -> Array:
         """The network's output.
@@ -105,9 +110,9 @@ class Network:
         """The output and its Jacobian with respect to the input, per sample.
 
         One forward pass keeps each layer's cache; one backward pass starts from the
-        last layer's own Jacobian (no identity seed is multiplied) and propagates the
-        whole Jacobian, all samples and all ``d_out`` rows at once, through the
-        remaining layers.
+        last layer's own Jacobian (no identity seed is multiplied; trailing
+        activations scale its rows) and propagates the whole Jacobian, all samples
+        and all ``d_out`` rows at once, through the remaining layers.
 
         Parameters
         ----------
@@ -143,16 +148,36 @@ class Network:
         True
         """
         x = as_input(x, self.d_in, "Network")
-        caches = []
+        outputs, caches = [], []
         for layer in self.layers:
             x, cache = layer.forward(x)
+            outputs.append(x)
             caches.append(cache)
-        J = self.layers[-1].jacobian(x, caches[-1])
-        for layer, cache in zip(self.layers[-2::-1], caches[-2::-1]):
-            J = layer.backward(J, cache)
+        J = self._seed(outputs, caches)
+        for index in range(self._seed_index - 1, -1, -1):
+            J = self.layers[index].backward(J, caches[index])
         if not J.flags.writeable:  # a view of a weight matrix (single Affine layer)
             J = J.copy()
         return x, J
+
+    def _seed(self, outputs: list, caches: list) -> Array:
+        """Jacobian of the layers from ``self._seed_index`` to the end, to seed the backward pass.
+
+        Elementwise layers have diagonal Jacobians, so the trailing ones become a
+        row scaling of the Jacobian of the layer before them,
+        ``diag(d) J = d[..., :, None] * J``: no dense ``diag(d)`` and no matrix product.
+        """
+        start = self._seed_index
+        scale = None
+        for index in range(len(self.layers) - 1, start, -1):
+            d = self.layers[index].diagonal(caches[index])
+            scale = d if scale is None else scale * d
+        if start < 0:  # activations only
+            return _diag_embed(scale)
+        J = self.layers[start].jacobian(outputs[start], caches[start])
+        if scale is not None:  # C order: what the next backward step reads fastest
+            J = np.multiply(scale[..., :, None], J, order="C")
+        return J
 
     def __repr__(self) -> str:
         return f"Network([{', '.join(map(repr, self.layers))}])"
