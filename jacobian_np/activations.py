@@ -16,21 +16,6 @@ from ._typing import Array, Cache
 from .layer import Elementwise, Layer, _diagonal
 
 
-def _sigmoid_prime(x: Array, k: int = 1) -> Array:
-    """``sigmoid'(k x) = e / (1 + e)**2`` with ``e = exp(-k |x|)``.
-
-    ``sigmoid'`` is even, so using ``|x|`` keeps ``e <= 1``: nothing overflows and no
-    difference of nearly equal numbers is formed, unlike ``s * (1 - s)``.
-    """
-    e = np.abs(x)
-    e *= -k
-    np.exp(e, out=e)
-    denominator = e + 1
-    denominator *= denominator
-    e /= denominator
-    return e
-
-
 class ReLU(Elementwise):
     """Rectified linear unit, ``f(x) = max(x, 0)``.
 
@@ -66,8 +51,10 @@ class Sigmoid(Elementwise):
 
     Notes
     -----
-    ``f'(x) = f(x) f(-x) = e / (1 + e)**2`` with ``e = exp(-|x|)``.  The common
-    ``s * (1 - s)`` returns 0 for ``x > 37`` because ``1 - s`` rounds to 0.
+    ``f'(x) = f(x) f(-x)``: both factors are computed accurately by ``expit``
+    and only multiplied, so the result keeps full relative accuracy in the tails.
+    The common ``s * (1 - s)`` returns 0 for ``x > 37`` because ``1 - s`` rounds
+    to 0.
 
     Examples
     --------
@@ -78,15 +65,21 @@ class Sigmoid(Elementwise):
     >>> y
     array([0.5, 1. ])
     >>> d = np.diagonal(layer.jacobian(y, cache))
-    >>> d[0], np.isclose(d[1], np.exp(-40.0), rtol=1e-15)
-    (0.25, True)
+    >>> print(d[0], np.isclose(d[1], np.exp(-40.0), rtol=1e-15))
+    0.25 True
     """
 
     def f(self, x: Array) -> Array:
         return expit(x)
 
     def fprime(self, x: Array, y: Array) -> Array:
-        return _sigmoid_prime(x)
+        # Three ufunc calls, reusing y = s(x): on small inputs, where per-call
+        # overhead dominates, twice as fast as the np.exp form used by Tanh; above a
+        # few hundred elements slower, like the expit in the forward pass.
+        d = -x
+        expit(d, d)  # s(-x), in place
+        d *= y  # s(x) s(-x)
+        return d
 
 
 class Tanh(Elementwise):
@@ -94,9 +87,9 @@ class Tanh(Elementwise):
 
     Notes
     -----
-    ``f'(x) = 1 / cosh(x)**2 = 4 e / (1 + e)**2`` with ``e = exp(-2|x|)``, that is
-    ``4 sigmoid'(2x)``.  The common ``1 - tanh(x)**2`` returns 0 for ``|x| > 19``
-    and loses relative accuracy long before.
+    ``f'(x) = 1 / cosh(x)**2 = 4 e / (1 + e)**2`` with ``e = exp(-2|x|)``: as
+    ``e <= 1`` nothing overflows and nothing cancels.  The common ``1 - tanh(x)**2``
+    returns 0 for ``|x| > 19`` and loses relative accuracy long before.
 
     Examples
     --------
@@ -105,17 +98,24 @@ class Tanh(Elementwise):
     >>> layer = Tanh()
     >>> y, cache = layer.forward(np.array([0.0, 20.0]))
     >>> d = np.diagonal(layer.jacobian(y, cache))
-    >>> d[0], np.isclose(d[1], 4 * np.exp(-40.0), rtol=1e-15)
-    (1.0, True)
+    >>> print(d[0], np.isclose(d[1], 4 * np.exp(-40.0), rtol=1e-15))
+    1.0 True
     """
 
     def f(self, x: Array) -> Array:
         return np.tanh(x)
 
     def fprime(self, x: Array, y: Array) -> Array:
-        d = _sigmoid_prime(x, 2)
-        d *= 4
-        return d
+        # In place, positional out: NumPy's exp is vectorised (about 1 ns per element
+        # against 5 for scipy's expit), and only one temporary is allocated.
+        e = np.abs(x)
+        np.multiply(e, -2, e)
+        np.exp(e, e)  # e = exp(-2|x|) <= 1
+        d = e + 1
+        np.multiply(d, d, d)
+        np.divide(e, d, e)
+        np.multiply(e, 4, e)
+        return e
 
 
 class Softmax(Layer):
