@@ -140,6 +140,17 @@ class Comparison:
         The allowed ``|analytic - reference|``, elementwise.
     problem : str
         Set when the values could not be compared (for example a wrong shape).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacobian_np import Tanh, check_layer
+    >>> result = check_layer(Tanh(), np.array([0.5, -1.0]))
+    >>> first = result.comparisons[0]
+    >>> first.name, first.ok, first.analytic.shape
+    ('backward(identity)', True, (2, 2))
+    >>> bool(np.all(first.abs_error <= first.tolerance))
+    True
     """
 
     name: str
@@ -186,8 +197,8 @@ class Comparison:
         ]
         if not self.ok:
             lines.append(
-                f"  worst at {i_worst}: analytic {self.analytic[i_worst]!r}, "
-                f"reference {self.reference[i_worst]!r}, "
+                f"  worst at {i_worst}: analytic {self.analytic[i_worst]:.17g}, "
+                f"reference {self.reference[i_worst]:.17g}, "
                 f"abs error {abs_error[i_worst]:.3g} > tolerance {self.tolerance[i_worst]:.3g}"
             )
         return "\n".join(lines)
@@ -210,6 +221,26 @@ class CheckResult:
         What was checked, for example ``"Tanh()"``.
     comparisons : tuple of Comparison
         Each analytic quantity and its reference.
+
+    Examples
+    --------
+    A sigmoid whose derivative is 1% too large:
+
+    >>> import numpy as np
+    >>> from jacobian_np import Sigmoid, check_layer
+    >>> class Wrong(Sigmoid):
+    ...     def fprime(self, x, y):
+    ...         return 1.01 * super().fprime(x, y)
+    >>> result = check_layer(Wrong(), np.array([[0.5, -1.0, 2.0]]))
+    >>> bool(result), [c.name for c in result.failures]
+    (False, ['backward(identity)', 'jacobian', 'backward(random dy)'])
+    >>> print(f"{result.max_rel_error:.3f}")
+    0.010
+    >>> print(result)  # doctest: +ELLIPSIS
+    derivative check of Wrong(): FAILED
+      backward(identity): FAILED; max abs error 0.00235 at (0, 0, 0), max rel error 0.01 at (0, 2, 2)
+        worst at (0, 0, 0): analytic 0.2373537..., reference 0.2350037..., abs error 0.00235 > tolerance 1.24e-06
+    ...
     """
 
     subject: str
