@@ -1,0 +1,43 @@
+"""Docstring examples and the Markdown docs run as doctests; every public name has Examples."""
+
+import doctest
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import jacobian_np
+
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+MODULES = sorted(
+    {"jacobian_np"} | {f"jacobian_np.{m.name}" for m in pkgutil.iter_modules(jacobian_np.__path__)}
+)
+DOCS = sorted((Path(__file__).resolve().parent.parent / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=FLAGS, verbose=False)
+    assert result.failed == 0
+
+
+@pytest.mark.parametrize("name", jacobian_np.__all__)
+def test_every_public_name_has_a_runnable_example(name):
+    obj = getattr(jacobian_np, name)
+    doc = inspect.getdoc(obj) or ""
+    assert "Examples\n--------" in doc, f"{name} has no Examples section"
+    assert ">>> " in doc
+
+
+def test_docs_exist():
+    names = {path.name for path in DOCS}
+    assert {"conventions.md", "layers.md", "quickstart.md", "adding_a_layer.md"} <= names
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_markdown_examples(path):
+    result = doctest.testfile(str(path), module_relative=False, optionflags=FLAGS, verbose=False)
+    assert result.failed == 0
