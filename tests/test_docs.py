@@ -41,3 +41,12 @@ def test_docs_exist():
 def test_markdown_examples(path):
     result = doctest.testfile(str(path), module_relative=False, optionflags=FLAGS, verbose=False)
     assert result.failed == 0
+
+
+def test_readme_example_runs_and_checks_out(capsys):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = [block.split("\n", 1)[1] for block in readme.split("```")[1::2] if block.startswith("python\n")]
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    shape, *_, verdict = capsys.readouterr().out.split()
+    assert (shape, verdict) == ("(1000,", "True")
