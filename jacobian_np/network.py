@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, Optional, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -74,9 +74,11 @@ class Network:
         self.d_in, self.d_out = _chain_widths(self.layers)
         # The backward pass is seeded by the last layer that is not elementwise; the
         # elementwise layers after it become a row scaling (see _seed).
-        self._seed_index = len(self.layers) - 1
-        while self._seed_index >= 0 and isinstance(self.layers[self._seed_index], Elementwise):
-            self._seed_index -= 1
+        start = len(self.layers)
+        while start > 0 and isinstance(self.layers[start - 1], Elementwise):
+            start -= 1
+        self._seed_index = start - 1  # -1 for a network of activations only
+        self._trailing = cast("tuple[Elementwise, ...]", self.layers[start:])
 
     def forward(self, x: npt.ArrayLike) -> Array:
         """The network's output.
@@ -168,12 +170,12 @@ class Network:
         ``diag(d) J = d[..., :, None] * J``: no dense ``diag(d)`` and no matrix product.
         """
         start = self._seed_index
-        scale = None
-        for index in range(len(self.layers) - 1, start, -1):
-            d = self.layers[index].diagonal(caches[index])
+        scale: Optional[Array] = None
+        for layer, cache in zip(self._trailing, caches[start + 1 :]):
+            d = layer.diagonal(cache)
             scale = d if scale is None else scale * d
         if start < 0:  # activations only
-            return _diag_embed(scale)
+            return _diag_embed(cast(Array, scale))
         J = self.layers[start].jacobian(outputs[start], caches[start])
         if scale is not None:  # C order: what the next backward step reads fastest
             J = np.multiply(scale[..., :, None], J, order="C")
