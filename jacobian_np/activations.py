@@ -128,7 +128,8 @@ class Softmax(Layer):
 
     ``J = diag(s) - s s^T``, that is ``J[j, k] = s_j (delta_jk - s_k)``,
 
-    and ``backward`` applies it without forming it:
+    and ``backward`` applies it without forming it (``J`` is symmetric, so forward
+    mode's ``tangent`` is the same operation):
     ``dx = s * (dy - (dy . s))`` row by row, where ``dy . s`` is the sum over the
     last axis of ``dy * s``.
 
@@ -155,6 +156,9 @@ class Softmax(Layer):
         dx = dy * s
         dx -= s * dx.sum(axis=-1, keepdims=True)
         return dx
+
+    def tangent(self, dx: Array, cache: Cache) -> Array:
+        return self.backward(dx, cache)
 
     def jacobian(self, y: Array, cache: Cache) -> Array:
         s = cache

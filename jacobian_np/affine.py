@@ -36,7 +36,8 @@ class Affine(Layer):
     The Jacobian of one sample is ``dy/dx = W.T``, of shape ``(d_out, d_in)``,
     the same at every input.  ``backward`` is therefore ``dx = dy @ W.T``, computed
     as one matrix product over all samples and all Jacobian rows: ``dy`` of shape
-    ``(*batch, M, d_out)`` is viewed as ``(prod(batch) * M, d_out)``.
+    ``(*batch, M, d_out)`` is viewed as ``(prod(batch) * M, d_out)``.  Forward
+    mode's ``tangent`` is ``dx @ W``, one matrix product likewise.
 
     Examples
     --------
@@ -70,6 +71,12 @@ class Affine(Layer):
 
     def backward(self, dy: Array, cache: Cache) -> Array:
         return _matmul_last_axis(dy, self.W.T, "Affine.backward", "dy")
+
+    def tangent(self, dx: Array, cache: Cache) -> Array:
+        return _matmul_last_axis(dx, self.W, "Affine.tangent", "dx")
+
+    def cost(self, rows: int, width_in: int, width_out: int) -> int:
+        return rows * width_in * width_out
 
     def jacobian(self, y: Array, cache: Cache) -> Array:
         J = self.W.T.view()

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from ._typing import Array
 from ._validation import as_float_array, as_input
-from .layer import Layer
+from .layer import Elementwise, Layer, implements
 from .network import Network
 
 #: Tolerances of the default rule (see the module docstring).
@@ -233,7 +233,7 @@ class CheckResult:
     ...         return 1.01 * super().fprime(x, y)
     >>> result = check_layer(Wrong(), np.array([[0.5, -1.0, 2.0]]))
     >>> bool(result), [c.name for c in result.failures]
-    (False, ['backward(identity)', 'jacobian', 'backward(random dy)'])
+    (False, ['backward(identity)', 'jacobian', 'backward(random dy)', 'tangent(identity)', 'tangent(random dx)'])
     >>> print(f"{result.max_rel_error:.3f}")
     0.010
     >>> print(result)  # doctest: +ELLIPSIS
@@ -311,7 +311,10 @@ def check_layer(
 
     Checks ``backward`` with an identity seed, ``backward`` with a random upstream
     ``dy`` of a different number of rows, and ``jacobian`` when the layer overrides
-    it; also that ``forward`` and ``backward`` leave their inputs unchanged.
+    it; likewise ``tangent`` (forward mode) when the layer implements it, and the
+    second derivative ``fsecond`` of an elementwise layer that implements it
+    (against central differences of ``fprime``); also that ``forward``,
+    ``backward`` and ``tangent`` leave their inputs unchanged.
 
     Parameters
     ----------
@@ -368,7 +371,38 @@ def check_layer(
     ]
     if type(layer).jacobian is not Layer.jacobian:  # the default is backward(identity)
         comparisons.insert(1, _compare("jacobian", layer.jacobian(y, cache), J_fd, scale, atol, rtol))
+    if implements(layer, "tangent"):
+        comparisons += _check_tangent(layer, cache, J_fd, scale, atol, rtol, rng)
+    if isinstance(layer, Elementwise) and implements(layer, "fsecond"):
+        comparisons.append(_check_fsecond(layer, x, y, eps, atol, rtol))
     return CheckResult(repr(layer), tuple(comparisons))
+
+
+def _check_tangent(
+    layer: Layer, cache: Any, J_fd: Array, scale: float, atol: float, rtol: float, rng: np.random.Generator
+) -> list[Comparison]:
+    """Forward mode: tangents pushed through the layer against ``J_fd``."""
+    batch, d_in = J_fd.shape[:-2], J_fd.shape[-1]
+    J_fd_T = np.swapaxes(J_fd, -1, -2)
+    identity = np.broadcast_to(np.eye(d_in, dtype=J_fd.dtype), batch + (d_in, d_in)).copy()
+    dx = rng.standard_normal(batch + (_RANDOM_ROWS, d_in)).astype(J_fd.dtype)
+    dx_before = dx.copy()
+    return [
+        _compare("tangent(identity)", layer.tangent(identity, cache), J_fd_T, scale, atol, rtol),
+        _compare("tangent(random dx)", layer.tangent(dx, cache), dx @ J_fd_T, scale, atol, rtol),
+        _compare("tangent left dx unchanged", dx, dx_before, 1.0, 0.0, 0.0),
+    ]
+
+
+def _check_fsecond(
+    layer: Elementwise, x: Array, y: Array, eps: Optional[float], atol: float, rtol: float
+) -> Comparison:
+    """``f''`` against central differences of ``f'``, every element perturbed at once."""
+    h = _step_factor(lambda z: y, x, eps) * np.maximum(1, np.abs(x))
+    plus, minus = x + h, x - h
+    reference = (layer.fprime(plus, layer.f(plus)) - layer.fprime(minus, layer.f(minus))) / (plus - minus)
+    scale = _scale(layer.fprime(x, y))
+    return _compare("fsecond", layer.fsecond(x, y), reference, scale, atol, rtol)
 
 
 def check_network(

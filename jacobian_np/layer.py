@@ -125,6 +125,56 @@ class Layer(abc.ABC):
         seed = np.broadcast_to(np.eye(width, dtype=y.dtype), y.shape[:-1] + (width, width))
         return self.backward(seed, cache)
 
+    def tangent(self, dx: Array, cache: Cache) -> Array:
+        """Push a block of tangents through the layer (forward mode).
+
+        Optional: a layer without it works in reverse mode, and forward mode
+        reports it by name.
+
+        Parameters
+        ----------
+        dx : ndarray of shape (*batch, K, d_in)
+            ``K`` tangent directions at this layer's input, per sample.  Never
+            modified; it may be a read-only view.
+        cache : object
+            The cache returned by :meth:`forward`.
+
+        Returns
+        -------
+        dy : ndarray of shape (*batch, K, d_out)
+            ``dy[..., k, :] = J @ dx[..., k, :]`` where ``J`` is the layer's
+            ``(d_out, d_in)`` Jacobian at each sample.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Affine
+        >>> layer = Affine(np.array([[1.0, 2.0, 3.0]]))
+        >>> y, cache = layer.forward(np.array([0.5]))
+        >>> layer.tangent(np.array([[1.0], [-1.0]]), cache)
+        array([[ 1.,  2.,  3.],
+               [-1., -2., -3.]])
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement tangent(dx, cache), which forward mode needs."
+        )
+
+    def cost(self, rows: int, width_in: int, width_out: int) -> int:
+        """Multiply-adds to push ``rows`` rows through the layer, per sample.
+
+        :class:`~jacobian_np.Network` adds these up over the layers to choose
+        between forward and reverse mode (``docs/modes.md``).  The default,
+        ``rows * max(width_in, width_out)``, fits layers that do a few operations
+        per element; override it for a layer that does a matrix product.
+
+        Examples
+        --------
+        >>> from jacobian_np import Affine, Tanh
+        >>> Tanh().cost(10, 5, 5), Affine([[1.0, 2.0]]).cost(10, 1, 2)
+        (50, 20)
+        """
+        return rows * max(width_in, width_out)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -137,7 +187,12 @@ class Elementwise(Layer):
     - ``f(x)`` returns ``y``;
     - ``fprime(x, y)`` returns ``f'(x)`` (it may reuse ``y = f(x)``).
 
+    and, optionally, for second-order derivatives:
+
+    - ``fsecond(x, y)`` returns ``f''(x)``.
+
     The base class does the broadcasting: ``backward`` is ``dy * f'(x)[..., None, :]``,
+    ``tangent`` (forward mode) is the same because the Jacobian is diagonal,
     ``jacobian`` places ``f'(x)`` on a diagonal and ``diagonal`` returns ``f'(x)``.
     The width is unchanged.
 
@@ -164,12 +219,25 @@ class Elementwise(Layer):
     def fprime(self, x: Array, y: Array) -> Array:
         """The derivative ``f'(x)`` elementwise; ``y`` is ``f(x)``."""
 
+    def fsecond(self, x: Array, y: Array) -> Array:
+        """The second derivative ``f''(x)`` elementwise; ``y`` is ``f(x)``.
+
+        Optional: needed only for second-order derivatives.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement fsecond(x, y) (f''), "
+            "which second-order derivatives need."
+        )
+
     def forward(self, x: Array) -> tuple[Array, Cache]:
         y = self.f(x)
         return y, (x, y)
 
     def backward(self, dy: Array, cache: Cache) -> Array:
         return dy * self.fprime(*cache)[..., None, :]
+
+    def tangent(self, dx: Array, cache: Cache) -> Array:
+        return self.backward(dx, cache)  # a diagonal Jacobian is its own transpose
 
     def jacobian(self, y: Array, cache: Cache) -> Array:
         return _diag_embed(self.diagonal(cache))
@@ -190,6 +258,25 @@ class Elementwise(Layer):
         """
         x, y = cache
         return self.fprime(x, y)
+
+
+def implements(layer: Layer, method: str) -> bool:
+    """Whether ``layer`` implements the optional ``method`` (``"tangent"``, ``"fsecond"``).
+
+    The optional methods' defaults raise ``NotImplementedError``; a layer implements
+    one when its class overrides that default.
+
+    Examples
+    --------
+    >>> from jacobian_np import Tanh
+    >>> from jacobian_np.layer import implements
+    >>> implements(Tanh(), "tangent")
+    True
+    """
+    return getattr(type(layer), method, None) not in _RAISING_DEFAULTS
+
+
+_RAISING_DEFAULTS = {Layer.tangent, Elementwise.fsecond, None}
 
 
 def _diagonal(J: Array) -> Array:
