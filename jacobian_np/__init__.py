@@ -7,7 +7,7 @@ from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .affine import Affine
 from .checks import CheckResult, Comparison, check_layer, check_network, numerical_jacobian
 from .layer import Elementwise, Layer
-from .network import Network
+from .network import Network, get_memory_budget, set_memory_budget
 
 __version__ = "0.1.0"
 
@@ -24,5 +24,7 @@ __all__ = [
     "Tanh",
     "check_layer",
     "check_network",
+    "get_memory_budget",
     "numerical_jacobian",
+    "set_memory_budget",
 ]

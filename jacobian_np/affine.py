@@ -55,6 +55,8 @@ class Affine(Layer):
            [0., 3.]])
     """
 
+    constant_jacobian = True
+
     def __init__(self, W: npt.ArrayLike, b: Optional[npt.ArrayLike] = None) -> None:
         self.W = as_parameter(W, "W", (None, None), "Affine")
         self.d_in, self.d_out = self.W.shape

@@ -427,8 +427,10 @@ def check_network(
     Returns
     -------
     CheckResult
-        Compares ``J`` of :meth:`Network.forward_backward` with per-sample central
-        differences of :meth:`Network.forward`, and its ``y`` with ``forward(x)``.
+        Compares the Jacobian of each mode the network supports (reverse, and
+        forward when every layer it needs implements ``tangent``) with per-sample
+        central differences of :meth:`Network.forward`, and the ``y`` of
+        :meth:`Network.forward_backward` with ``forward(x)``.
 
     Examples
     --------
@@ -441,19 +443,23 @@ def check_network(
     True
     >>> print(result)  # doctest: +ELLIPSIS
     derivative check of Network([Affine(d_in=2, d_out=3), Sigmoid(), Affine(d_in=3, d_out=1)]): passed
-      forward_backward J: ok; max abs error ... at (...), max rel error ... at (...)
-      forward_backward y: ok; ...
+      J (reverse mode): ok; max abs error ... at (...), max rel error ... at (...)
+      J (forward mode): ok; max abs error ... at (...), max rel error ... at (...)
+      y: ok; ...
     """
     if not isinstance(net, Network):
         raise TypeError(f"check_network expects a jacobian_np.Network; got {type(net).__name__}.")
     _check_tolerances(atol, rtol)
     x = as_input(x, net.d_in, "check_network").astype(dtype)
     y = net.forward(x)
-    y_fb, J = net.forward_backward(x)
     J_fd = _central_differences(net.forward, x, _step_factor(lambda z: y, x, eps), x.ndim - 1)
     scale = _scale(y)
-    comparisons = (
-        _compare("forward_backward J", J, J_fd, scale, atol, rtol),
-        _compare("forward_backward y", y_fb, y, scale, atol, rtol),
-    )
-    return CheckResult(repr(net), comparisons)
+    comparisons = [_compare("J (reverse mode)", net.jacobian(x, mode="reverse"), J_fd, scale, atol, rtol)]
+    try:
+        J_forward = net.jacobian(x, mode="forward")
+    except NotImplementedError:  # a layer lacks tangent: forward mode is unavailable
+        pass
+    else:
+        comparisons.append(_compare("J (forward mode)", J_forward, J_fd, scale, atol, rtol))
+    comparisons.append(_compare("y", net.forward_backward(x)[0], y, scale, atol, rtol))
+    return CheckResult(repr(net), tuple(comparisons))

@@ -28,6 +28,11 @@ class Layer(abc.ABC):
         and the output has the width of the input" (elementwise layers).  Set both
         on a layer that changes the width, so that :class:`~jacobian_np.Network`
         can check that consecutive layers chain.
+    constant_jacobian : bool
+        ``True`` when the Jacobian does not depend on the input (an affine map):
+        ``backward`` and ``tangent`` then must not use the cache, and forward mode
+        skips the values of final layers with constant Jacobians.  Default
+        ``False``.
 
     See Also
     --------
@@ -56,6 +61,10 @@ class Layer(abc.ABC):
 
     d_in: Optional[int] = None
     d_out: Optional[int] = None
+    #: True when the Jacobian is the same at every input (affine maps):
+    #: ``backward`` and ``tangent`` then do not use the cache, and forward mode
+    #: skips computing values that nothing needs.
+    constant_jacobian: bool = False
 
     @abc.abstractmethod
     def forward(self, x: Array) -> tuple[Array, Cache]:

@@ -220,7 +220,21 @@ def test_check_network_catches_a_buggy_layer_inside(rng):
     assert jn.check_network(good, X)
     result = jn.check_network(bad, X)
     assert not result
-    assert [c.name for c in result.failures] == ["forward_backward J"]
+    assert [c.name for c in result.failures] == ["J (reverse mode)", "J (forward mode)"]
+
+
+def test_check_network_checks_reverse_mode_only_when_a_layer_lacks_tangent(rng):
+    class Double(jn.Layer):  # backward only
+        def forward(self, x):
+            return 2 * x, None
+
+        def backward(self, dy, cache):
+            return 2 * dy
+
+    net = jn.Network([jn.Affine(rng.normal(size=(3, 4))), jn.Tanh(), Double()])
+    result = jn.check_network(net, rng.normal(size=(5, 3)))
+    assert result
+    assert [c.name for c in result.comparisons] == ["J (reverse mode)", "y"]
 
 
 def test_check_network_one_point_and_empty_batch(rng):

@@ -32,7 +32,8 @@ def test_layer_matches_central_differences(case, batch, rng):
 
 @pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
 def test_layer_inside_network_matches_central_differences(case, rng):
-    """The layer as the last layer (seeding) and in the middle (backward) of a network."""
+    """The layer last (it seeds reverse mode), in the middle, and first (it seeds
+    forward mode); check_network compares both modes with central differences."""
     layer = case.make(rng)
     d = case.sample(rng, ()).shape[-1]
     d_out = layer.forward(case.sample(rng, ()))[0].shape[-1]
@@ -44,6 +45,10 @@ def test_layer_inside_network_matches_central_differences(case, rng):
             x = _away_from_relu_kink(net, x, rng)
         result = jn.check_network(net, x)
         assert result, str(result)
+        assert [c.name for c in result.comparisons] == ["J (reverse mode)", "J (forward mode)", "y"]
+    first = jn.Network([layer, after])
+    result = jn.check_network(first, case.sample(rng, (5,)))
+    assert result, str(result)
 
 
 def _away_from_relu_kink(net, x, rng):
