@@ -3,7 +3,20 @@
 Pure NumPy.  See ``docs/conventions.md`` for shapes and layouts.
 """
 
-from .activations import ReLU, Sigmoid, Softmax, Tanh
+from .activations import (
+    ELU,
+    GELU,
+    Identity,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    SiLU,
+    Sigmoid,
+    Sin,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from .affine import Affine
 from .checks import CheckResult, Comparison, check_layer, check_network, numerical_jacobian
 from .layer import Elementwise, Layer
@@ -15,12 +28,20 @@ __all__ = [
     "Affine",
     "CheckResult",
     "Comparison",
+    "ELU",
     "Elementwise",
+    "GELU",
+    "Identity",
     "Layer",
+    "LeakyReLU",
+    "LogSoftmax",
     "Network",
     "ReLU",
+    "SiLU",
     "Sigmoid",
+    "Sin",
     "Softmax",
+    "Softplus",
     "Tanh",
     "check_layer",
     "check_network",

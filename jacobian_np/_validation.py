@@ -6,6 +6,8 @@ without reading the source.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Optional
 
 import numpy as np
@@ -67,3 +69,18 @@ def as_parameter(a: Any, name: str, shape: tuple[Optional[int], ...], owner: str
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{owner} {name} must be finite; it contains NaN or infinity.")
     return np.array(arr, copy=True)
+
+
+def as_finite_real(value: Any, name: str, owner: str) -> float:
+    """Return a layer's scalar hyperparameter as a Python float, checking that it is finite.
+
+    Python and NumPy integers and floats are accepted; booleans, strings, arrays and
+    complex numbers raise ``TypeError``, NaN and infinity ``ValueError``.  A Python
+    float keeps float32 inputs float32 under NumPy's promotion rules.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner} {name} must be a real number; got {type(value).__name__} {value!r}.")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"{owner} {name} must be finite; got {result!r}.")
+    return result

@@ -48,6 +48,17 @@ LAYER_CASES = [
     LayerCase("Sigmoid", lambda rng: jn.Sigmoid(), uniform(-3, 3, 4)),
     LayerCase("Tanh", lambda rng: jn.Tanh(), uniform(-3, 3, 4)),
     LayerCase("Softmax", lambda rng: jn.Softmax(), uniform(-3, 3, 4)),
+    LayerCase("LogSoftmax", lambda rng: jn.LogSoftmax(), uniform(-3, 3, 4)),
+    LayerCase("Identity", lambda rng: jn.Identity(), uniform(-3, 3, 4)),
+    LayerCase("Softplus", lambda rng: jn.Softplus(), uniform(-3, 3, 4)),
+    LayerCase("LeakyReLU", lambda rng: jn.LeakyReLU(), away_from_zero(4)),
+    LayerCase("LeakyReLU-alpha0.2", lambda rng: jn.LeakyReLU(alpha=0.2), away_from_zero(4)),
+    # f'' jumps at 0 even when alpha = 1 (f' is then continuous): keep off the kink
+    LayerCase("ELU", lambda rng: jn.ELU(), away_from_zero(4)),
+    LayerCase("ELU-alpha0.7", lambda rng: jn.ELU(alpha=0.7), away_from_zero(4)),
+    LayerCase("GELU", lambda rng: jn.GELU(), uniform(-3, 3, 4)),
+    LayerCase("SiLU", lambda rng: jn.SiLU(), uniform(-3, 3, 4)),
+    LayerCase("Sin", lambda rng: jn.Sin(), uniform(-3, 3, 4)),
 ]
 
 CASE_IDS = [case.name for case in LAYER_CASES]

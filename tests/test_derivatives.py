@@ -100,3 +100,35 @@ def test_every_exported_layer_has_a_case(rng):
     assert exported, "no concrete layers exported"
     missing = {cls.__name__ for cls in exported - registered}
     assert not missing, f"layers without a case in tests/cases.py: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_check_layer_covers_forward_mode_and_second_derivatives(case, rng):
+    """Every layer is checked in forward mode, every elementwise one also for f''."""
+    layer = case.make(rng)
+    result = jn.check_layer(layer, case.sample(rng, (4,)), rng=rng)
+    names = {c.name for c in result.comparisons}
+    assert "tangent(identity)" in names
+    if isinstance(layer, jn.Elementwise):
+        assert "fsecond" in names
+    assert result, str(result)
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_forward_mode_and_second_derivatives_are_stable_far_out(case, rng):
+    """``tangent`` and ``fsecond`` at |x| = 1e4: no warning, finite, float32 kept."""
+    layer = case.make(rng)
+    for dtype in (np.float64, np.float32):
+        x = (1e4 * np.sign(case.sample(rng, (6,)))).astype(dtype)
+        x[0], x[1] = 1e4, -1e4
+        dx = np.ones(x.shape[:-1] + (2, x.shape[-1]), dtype=dtype)
+        if isinstance(layer, jn.Affine):
+            layer = jn.Affine(layer.W.astype(dtype), None if layer.b is None else layer.b.astype(dtype))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with np.errstate(all="raise", under="ignore"):
+                y, cache = layer.forward(x)
+                dy = layer.tangent(dx, cache)
+                second = layer.fsecond(x, y) if isinstance(layer, jn.Elementwise) else dy
+        assert np.all(np.isfinite(dy)) and np.all(np.isfinite(second))
+        assert dy.dtype == second.dtype == dtype
