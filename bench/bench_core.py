@@ -21,12 +21,9 @@ interleaved repeats of a block of calls; results are checked equal before timing
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
 
 import numpy as np
-import scipy
+from _timing import allocator_note, environment, interleaved_medians, steady_allocator
 from scipy.special import expit
 
 import jacobian_np as jn
@@ -136,31 +133,6 @@ WORKLOADS = {
 }
 
 
-# --- timing -------------------------------------------------------------------------
-
-
-def calls_per_block(f, x, target=2e-3):
-    """Enough calls that one block takes about ``target`` seconds."""
-    start = time.perf_counter()
-    f(x)
-    once = time.perf_counter() - start
-    return max(1, min(1000, int(target / max(once, 1e-7))))
-
-
-def interleaved_medians(functions, x, repeats):
-    """Median seconds per call of each function, timing them in turn in every repeat."""
-    blocks = {name: calls_per_block(f, x) for name, f in functions.items()}
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, f in functions.items():
-            k = blocks[name]
-            start = time.perf_counter()
-            for _ in range(k):
-                f(x)
-            times[name].append((time.perf_counter() - start) / k)
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
 def check_equal(ours, reference, x, name):
     for got, want in zip(ours(x), reference(x)):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14, err_msg=f"{name} disagrees")
@@ -168,14 +140,12 @@ def check_equal(ours, reference, x, name):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--system-malloc", action="store_true", help="keep glibc's heap trimming")
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
-    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
-    print(
-        f"jacobian_np {jn.__version__}, NumPy {np.__version__}, SciPy {scipy.__version__}, "
-        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"thread settings {threads or 'default'}"
-    )
+    steady_allocator()
+    print(environment())
+    print(allocator_note())
     print(f"medians of {args.repeats} interleaved repeats\n")
     header = (
         f"{'workload':<38} {'forward':>9} {'fwd_bwd':>9} {'hand':>9} {'naive':>9} "
