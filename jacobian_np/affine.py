@@ -64,6 +64,7 @@ class Affine(Layer):
         if self.b is not None and self.b.dtype != self.W.dtype:
             dtype = np.promote_types(self.W.dtype, self.b.dtype)
             self.W, self.b = self.W.astype(dtype), self.b.astype(dtype)
+        self._W_T = _read_only(self.W.T)
 
     def forward(self, x: Array) -> tuple[Array, Cache]:
         y = _matmul_last_axis(x, self.W, "Affine", "x")
@@ -81,14 +82,21 @@ class Affine(Layer):
         return rows * width_in * width_out
 
     def jacobian(self, y: Array, cache: Cache) -> Array:
-        J = self.W.T.view()
-        J.flags.writeable = False  # a view of the weights: callers must copy to write
+        J = self._W_T  # a read-only view of the weights: callers must copy to write
+        if J.base is not self.W:  # W was replaced since the view was made
+            J = self._W_T = _read_only(self.W.T)
         if y.ndim == 1:  # one point: skip np.broadcast_to, which costs microseconds
             return J
         return np.broadcast_to(J, y.shape[:-1] + J.shape)
 
     def __repr__(self) -> str:
         return f"Affine(d_in={self.d_in}, d_out={self.d_out})"
+
+
+def _read_only(a: Array) -> Array:
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def _matmul_last_axis(a: Array, B: Array, owner: str, name: str) -> Array:

@@ -415,7 +415,7 @@ class Network:
     def _trace(self, x: Array, stop: Optional[int] = None) -> tuple[list, list]:
         """Forward pass through ``layers[:stop]`` keeping every output and cache."""
         outputs, caches = [], []
-        for layer in self.layers[:stop]:
+        for layer in self.layers if stop is None else self.layers[:stop]:
             x, cache = layer.forward(x)
             outputs.append(x)
             caches.append(cache)
@@ -437,7 +437,7 @@ class Network:
 
     def _value_and_jacobian(self, x: Array, mode: str, with_value: bool) -> tuple[Optional[Array], Array]:
         if mode == "reverse":
-            outputs, caches = self._trace(x, len(self.layers))
+            outputs, caches = self._trace(x)
             J = self._reverse(outputs, caches)
         else:
             # the final layers with constant Jacobians need no values for their tangents
@@ -445,7 +445,8 @@ class Network:
             outputs, caches = self._trace(x, stop)
             caches += [None] * (len(self.layers) - stop)
             J = self._forward(outputs, caches)
-        if not (J.flags.writeable and J.flags.c_contiguous):  # a view (of weights, or transposed)
+        flags = J.flags
+        if not (flags.writeable and flags.c_contiguous):  # a view (of weights, or transposed)
             J = np.array(J, order="C")
         return (outputs[-1] if with_value else None), J
 

@@ -57,3 +57,23 @@ def test_wrong_input_width_is_named(rng):
 
 def test_repr():
     assert repr(jn.Affine(np.ones((3, 2)))) == "Affine(d_in=3, d_out=2)"
+
+
+def test_jacobian_follows_the_weights_when_changed_or_replaced(rng):
+    layer = jn.Affine(rng.normal(size=(2, 3)))
+    x = rng.normal(size=2)
+    y, cache = layer.forward(x)
+    layer.W[0, 0] = 5.0  # in place
+    assert layer.jacobian(y, cache)[0, 0] == 5.0
+    layer.W = rng.normal(size=(2, 3))  # replaced
+    np.testing.assert_array_equal(layer.jacobian(y, cache), layer.W.T)
+    np.testing.assert_array_equal(jn.Network([layer]).jacobian(x), layer.W.T)
+
+
+def test_jacobian_is_a_read_only_view(rng):
+    layer = jn.Affine(rng.normal(size=(2, 3)))
+    y, cache = layer.forward(np.ones((4, 2)))
+    J = layer.jacobian(y, cache)
+    assert J.shape == (4, 3, 2) and not J.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        J[0, 0, 0] = 1.0
