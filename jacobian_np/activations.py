@@ -21,7 +21,7 @@ from scipy.special import expit, ndtr
 
 from ._typing import Array, Cache
 from ._validation import as_finite_real
-from .layer import Elementwise, Layer, _diagonal
+from .layer import Elementwise, Layer, _diagonal, returns_new
 
 
 class ReLU(Elementwise):
@@ -177,12 +177,14 @@ class Softmax(Layer):
         s /= s.sum(axis=-1, keepdims=True)
         return s, s
 
+    @returns_new
     def backward(self, dy: Array, cache: Cache) -> Array:
         s = cache[..., None, :]
         dx = dy * s
         dx -= s * dx.sum(axis=-1, keepdims=True)
         return dx
 
+    @returns_new
     def tangent(self, dx: Array, cache: Cache) -> Array:
         return self.backward(dx, cache)
 
@@ -250,11 +252,13 @@ class LogSoftmax(Layer):
         y -= np.log1p(rest)
         return y, s
 
+    @returns_new
     def backward(self, dy: Array, cache: Cache) -> Array:
         dx = dy.sum(axis=-1, keepdims=True) * cache[..., None, :]
         np.subtract(dy, dx, out=dx)
         return dx
 
+    @returns_new
     def tangent(self, dx: Array, cache: Cache) -> Array:
         dy = dx * cache[..., None, :]
         np.subtract(dx, dy.sum(axis=-1, keepdims=True), out=dy)

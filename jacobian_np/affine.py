@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from ._typing import Array, Cache
 from ._validation import as_parameter, check_last_axis
-from .layer import Layer
+from .layer import Layer, returns_new
 
 
 class Affine(Layer):
@@ -72,9 +72,11 @@ class Affine(Layer):
             y += self.b
         return y, x
 
+    @returns_new
     def backward(self, dy: Array, cache: Cache) -> Array:
         return _matmul_last_axis(dy, self.W.T, "Affine.backward", "dy")
 
+    @returns_new
     def tangent(self, dx: Array, cache: Cache) -> Array:
         return _matmul_last_axis(dx, self.W, "Affine.tangent", "dx")
 

@@ -7,11 +7,23 @@ worked example of a user layer.
 from __future__ import annotations
 
 import abc
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import numpy as np
 
 from ._typing import Array, Cache
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def returns_new(method: F) -> F:
+    """Mark a built-in ``backward`` or ``tangent`` as returning a newly allocated array.
+
+    :class:`~jacobian_np.Network` may then update that array in place.  An
+    overriding method is not marked unless it is decorated too.
+    """
+    method.returns_new = True  # type: ignore[attr-defined]
+    return method
 
 
 class Layer(abc.ABC):
@@ -203,7 +215,10 @@ class Elementwise(Layer):
     The base class does the broadcasting: ``backward`` is ``dy * f'(x)[..., None, :]``,
     ``tangent`` (forward mode) is the same because the Jacobian is diagonal,
     ``jacobian`` places ``f'(x)`` on a diagonal and ``diagonal`` returns ``f'(x)``.
-    The width is unchanged.
+    The width is unchanged.  :class:`~jacobian_np.Network` applies these layers
+    through ``diagonal``, as a scaling of the block it carries (in place when it
+    can), so a subclass defines its derivative through ``fprime``; overriding
+    ``backward`` or ``tangent`` does not change what a network computes.
 
     Examples
     --------

@@ -15,7 +15,7 @@ memory budget (:func:`set_memory_budget`).
 from __future__ import annotations
 
 import operator
-from typing import Iterable, Optional, cast
+from typing import Any, Iterable, Optional, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -145,6 +145,12 @@ class Network:
         # the elementwise layers beyond it become a scaling of the seed's rows.
         # Reverse mode: the last such layer; forward mode: the first.
         elementwise = [isinstance(layer, Elementwise) for layer in self.layers]
+        self._elementwise = tuple(elementwise)
+        # whether each layer's backward/tangent returns a new array that nothing else references
+        self._fresh = {
+            method: tuple(getattr(getattr(type(layer), method), "returns_new", False) for layer in self.layers)
+            for method in ("backward", "tangent")
+        }
         last = len(elementwise) - elementwise[::-1].index(False) if False in elementwise else 0
         first = elementwise.index(False) if False in elementwise else len(elementwise)
         self._seed_index = last - 1  # -1 for a network of activations only
@@ -464,9 +470,7 @@ class Network:
         J = self.layers[start].jacobian(outputs[start], caches[start])
         if scale is not None:  # C order: what the next backward step reads fastest
             J = np.multiply(scale[..., :, None], J, order="C")
-        for index in range(start - 1, -1, -1):
-            J = self.layers[index].backward(J, caches[index])
-        return J
+        return self._push(J, scale is not None, range(start - 1, -1, -1), caches, "backward")
 
     def _forward(self, outputs: list, caches: list) -> Array:
         """Forward mode: seed at the input end, then ``tangent`` to the last layer.
@@ -482,9 +486,31 @@ class Network:
         T = np.swapaxes(self.layers[start].jacobian(outputs[start], caches[start]), -1, -2)
         if scale is not None:
             T = np.multiply(scale[..., :, None], T, order="C")
-        for index in range(start + 1, len(self.layers)):
-            T = self.layers[index].tangent(T, caches[index])
+        T = self._push(T, scale is not None, range(start + 1, len(self.layers)), caches, "tangent")
         return np.swapaxes(T, -1, -2)
+
+    def _push(self, block: Array, owned: bool, indices: range, caches: list, method: str) -> Array:
+        """Push a block of rows (``backward``) or tangents (``tangent``) through ``layers[indices]``.
+
+        The network applies elementwise layers itself, as a scaling of the block's
+        columns by their Jacobian's diagonal: in place when the block is ``owned``,
+        that is, newly allocated in this pass and referenced nowhere else, which
+        saves a pass over memory for every large block.
+        """
+        layers, elementwise, fresh = self.layers, self._elementwise, self._fresh[method]
+        for index in indices:
+            layer: Any = layers[index]
+            if elementwise[index]:
+                d = layer.diagonal(caches[index])[..., None, :]
+                if owned and d.dtype == block.dtype:
+                    block *= d
+                else:
+                    block = block * d
+                    owned = True
+            else:
+                block = getattr(layer, method)(block, caches[index])
+                owned = fresh[index]
+        return block
 
     def _chunked(self, x: Array, mode: str, chunk: int, with_value: bool) -> tuple[Optional[Array], Array]:
         """The batch ``chunk`` samples at a time, written into preallocated results."""

@@ -286,3 +286,49 @@ def test_jacobian_skips_the_values_of_final_affine_layers_in_forward_mode(rng):
     assert CountingAffine.calls == 1
     np.testing.assert_array_equal(J, J_with_value)
     np.testing.assert_allclose(J, net.jacobian(X, mode="reverse"), rtol=1e-13)
+
+
+# --- blocks updated in place --------------------------------------------------------
+
+
+class KeepsItsResult(jn.Layer):
+    """A user layer whose backward and tangent return an array it keeps."""
+
+    def __init__(self):
+        self.kept, self.as_returned = [], []
+
+    def forward(self, x):
+        return x.copy(), None
+
+    def backward(self, dy, cache):
+        self.kept.append(dy.copy())
+        self.as_returned.append(dy.copy())
+        return self.kept[-1]
+
+    tangent = backward
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_arrays_a_user_layer_returns_are_not_updated_in_place(mode, rng):
+    keeper = KeepsItsResult()
+    affine = jn.Affine(rng.normal(size=(3, 3)))
+    net = jn.Network([affine, jn.Tanh(), keeper, jn.Tanh(), affine, jn.Sigmoid()])
+    X = rng.normal(size=(5, 3))
+    J = net.jacobian(X, mode=mode)
+    reference = jn.Network([affine, jn.Tanh(), jn.Tanh(), affine, jn.Sigmoid()]).jacobian(X, mode=mode)
+    np.testing.assert_allclose(J, reference, rtol=1e-13)
+    assert keeper.kept
+    for kept, as_returned in zip(keeper.kept, keeper.as_returned):
+        np.testing.assert_array_equal(kept, as_returned)  # not scaled by the Tanh next to it
+
+
+def test_in_place_updates_keep_the_promoted_dtype(rng):
+    """float32 weights with a float64 input: the activations' float64 derivatives
+    promote the blocks to float64, as an out-of-place product would."""
+    ws = [rng.normal(size=(3, 8)), rng.normal(size=(8, 8)), rng.normal(size=(8, 8)), rng.normal(size=(8, 2))]
+    a, b, c, d = (jn.Affine(w.astype(np.float32)) for w in ws)
+    net = jn.Network([a, b, jn.Tanh(), c, d])  # two affine layers in a row at either end
+    X = rng.normal(size=(6, 3))
+    J_forward, J_reverse = net.jacobian(X, mode="forward"), net.jacobian(X, mode="reverse")
+    assert J_forward.dtype == J_reverse.dtype == np.float64
+    np.testing.assert_allclose(J_forward, J_reverse, rtol=1e-5)
