@@ -18,6 +18,7 @@ from .activations import (
     Tanh,
 )
 from .affine import Affine
+from .errors import ZeroCurvatureWarning
 from .checks import CheckResult, Comparison, check_layer, check_network, numerical_jacobian
 from .layer import Elementwise, Layer
 from .network import Network, get_memory_budget, set_memory_budget
@@ -43,6 +44,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "ZeroCurvatureWarning",
     "check_layer",
     "check_network",
     "get_memory_budget",

@@ -47,6 +47,8 @@ class ReLU(Elementwise):
            [0., 0., 1.]])
     """
 
+    piecewise_linear = True
+
     def f(self, x: Array) -> Array:
         return np.maximum(x, 0)
 
@@ -188,6 +190,13 @@ class Softmax(Layer):
     def tangent(self, dx: Array, cache: Cache) -> Array:
         return self.backward(dx, cache)
 
+    def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
+        # D^2 s[u, v] = s * (w - <s, w>) = tangent(w), w = (u - <s, u>) * (v - <s, v>)
+        s = cache[..., None, :]
+        w = _centred(u, s)
+        w *= _centred(v, s)
+        return self.tangent(w, cache)
+
     def jacobian(self, y: Array, cache: Cache) -> Array:
         s = cache
         J = s[..., :, None] * -s[..., None, :]
@@ -264,6 +273,14 @@ class LogSoftmax(Layer):
         np.subtract(dx, dy.sum(axis=-1, keepdims=True), out=dy)
         return dy
 
+    def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
+        # D^2 y[u, v] = -<s, (u - <s, u>) * (v - <s, v>)>, the same for every output
+        s = cache[..., None, :]
+        w = _centred(u, s)
+        w *= _centred(v, s)
+        w *= s
+        return np.broadcast_to(-w.sum(axis=-1, keepdims=True), w.shape[:-1] + cache.shape[-1:]).copy()
+
     def jacobian(self, y: Array, cache: Cache) -> Array:
         s = cache
         return np.eye(s.shape[-1], dtype=s.dtype) - s[..., None, :]
@@ -291,6 +308,8 @@ class Identity(Elementwise):
     array([[1., 0.],
            [0., 1.]])
     """
+
+    piecewise_linear = True
 
     def f(self, x: Array) -> Array:
         return x.copy()
@@ -376,6 +395,8 @@ class LeakyReLU(Elementwise):
     >>> np.diagonal(layer.jacobian(y, cache))
     array([0.1, 0.1, 1. , nan])
     """
+
+    piecewise_linear = True
 
     def __init__(self, alpha: float = 0.01) -> None:
         self.alpha = as_finite_real(alpha, "alpha", "LeakyReLU")
@@ -648,6 +669,11 @@ def _sigmoid_prime(x: Array, s: Array) -> Array:
     expit(d, d)  # s(-x), in place
     d *= s  # s(x) s(-x)
     return d
+
+
+def _centred(u: Array, s: Array) -> Array:
+    """``u - <s, u>`` over the last axis: ``u`` minus its mean under the weights ``s``."""
+    return u - (u * s).sum(axis=-1, keepdims=True)
 
 
 def _finite(x: Array) -> Array:

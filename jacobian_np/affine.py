@@ -56,6 +56,10 @@ class Affine(Layer):
     """
 
     constant_jacobian = True
+    piecewise_linear = True
+
+    def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
+        return np.zeros(u.shape[:-1] + (self.d_out,), dtype=np.result_type(u, v, self.W))
 
     def __init__(self, W: npt.ArrayLike, b: Optional[npt.ArrayLike] = None) -> None:
         self.W = as_parameter(W, "W", (None, None), "Affine")

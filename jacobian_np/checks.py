@@ -306,6 +306,7 @@ def check_layer(
     rtol: float = RTOL,
     dtype: npt.DTypeLike = np.float64,
     rng: Optional[np.random.Generator] = None,
+    second_order: bool = False,
 ) -> CheckResult:
     """Compare a layer's analytic derivatives with central differences.
 
@@ -314,7 +315,9 @@ def check_layer(
     it; likewise ``tangent`` (forward mode) when the layer implements it, and the
     second derivative ``fsecond`` of an elementwise layer that implements it
     (against central differences of ``fprime``); also that ``forward``,
-    ``backward`` and ``tangent`` leave their inputs unchanged.
+    ``backward`` and ``tangent`` leave their inputs unchanged.  With
+    ``second_order=True``, also ``curvature`` (the layer's second derivatives)
+    against central differences of its analytic Jacobian.
 
     Parameters
     ----------
@@ -329,6 +332,9 @@ def check_layer(
         Precision of the check: finite differences need double precision.
     rng : numpy.random.Generator, optional
         Source of the random ``dy``; default ``np.random.default_rng(0)``.
+    second_order : bool, default False
+        Also check second derivatives; the layer must support them (raises
+        ``NotImplementedError`` otherwise).
 
     Returns
     -------
@@ -375,7 +381,47 @@ def check_layer(
         comparisons += _check_tangent(layer, cache, J_fd, scale, atol, rtol, rng)
     if isinstance(layer, Elementwise) and implements(layer, "fsecond"):
         comparisons.append(_check_fsecond(layer, x, y, eps, atol, rtol))
+    if second_order:
+        comparisons += _check_curvature(layer, x, cache, eps, atol, rtol, rng)
     return CheckResult(repr(layer), tuple(comparisons))
+
+
+def _check_curvature(
+    layer: Layer, x: Array, cache: Any, eps: Optional[float], atol: float, rtol: float, rng: np.random.Generator
+) -> list[Comparison]:
+    """``curvature`` for all pairs of unit directions, and for random pairs, against
+    central differences of the analytic Jacobian."""
+    if not (layer.constant_jacobian or implements(layer, "curvature")):
+        raise NotImplementedError(
+            f"check_layer(second_order=True): {type(layer).__name__} does not implement curvature."
+        )
+
+    def analytic_jacobian(z: Array) -> Array:
+        return layer.jacobian(*layer.forward(z))
+
+    J = analytic_jacobian(x)
+    # H[..., j, a, b] = d J[..., j, a] / d x_b
+    H_fd = _central_differences(analytic_jacobian, x, _step_factor(analytic_jacobian, x, eps), x.ndim - 1)
+    batch, d_in = x.shape[:-1], x.shape[-1]
+    eye = np.eye(d_in, dtype=x.dtype)
+    u = np.broadcast_to(np.repeat(eye, d_in, axis=0), batch + (d_in * d_in, d_in))  # e_a for pair (a, b)
+    v = np.broadcast_to(np.tile(eye, (d_in, 1)), batch + (d_in * d_in, d_in))  # e_b
+    curvature = layer.curvature(u, v, cache)
+    units = curvature.reshape(batch + (d_in, d_in, curvature.shape[-1]))
+    u_rand = rng.standard_normal(batch + (_RANDOM_ROWS, d_in)).astype(x.dtype)
+    v_rand = rng.standard_normal(batch + (_RANDOM_ROWS, d_in)).astype(x.dtype)
+    scale = _scale(J)
+    return [
+        _compare("curvature(unit pairs)", np.moveaxis(units, -1, -3), H_fd, scale, atol, rtol),
+        _compare(
+            "curvature(random pairs)",
+            layer.curvature(u_rand, v_rand, cache),
+            np.einsum("...jab,...pa,...pb->...pj", H_fd, u_rand, v_rand),
+            scale,
+            atol,
+            rtol,
+        ),
+    ]
 
 
 def _check_tangent(
@@ -413,6 +459,7 @@ def check_network(
     atol: float = ATOL,
     rtol: float = RTOL,
     dtype: npt.DTypeLike = np.float64,
+    second_order: bool = False,
 ) -> CheckResult:
     """Compare a network's Jacobian with central differences of its output.
 
@@ -423,6 +470,9 @@ def check_network(
         Where to check; converted to ``dtype``.
     eps, atol, rtol, dtype
         As in :func:`check_layer`.
+    second_order : bool, default False
+        Also compare :meth:`Network.hessian` with per-sample central differences
+        of the analytic Jacobian, and :meth:`Network.laplacian` with their trace.
 
     Returns
     -------
@@ -462,4 +512,11 @@ def check_network(
     else:
         comparisons.append(_compare("J (forward mode)", J_forward, J_fd, scale, atol, rtol))
     comparisons.append(_compare("y", net.forward_backward(x)[0], y, scale, atol, rtol))
+    if second_order:
+        J = comparisons[0].analytic
+        H_fd = _central_differences(net.jacobian, x, _step_factor(net.jacobian, x, eps), x.ndim - 1)
+        scale = _scale(J)
+        laplacian_fd = np.trace(H_fd, axis1=-2, axis2=-1)
+        comparisons.append(_compare("hessian", net.hessian(x), H_fd, scale, atol, rtol))
+        comparisons.append(_compare("laplacian", net.laplacian(x), laplacian_fd, scale, atol, rtol))
     return CheckResult(repr(net), tuple(comparisons))

@@ -45,6 +45,11 @@ class Layer(abc.ABC):
         ``backward`` and ``tangent`` then must not use the cache, and forward mode
         skips the values of final layers with constant Jacobians.  Default
         ``False``.
+    piecewise_linear : bool
+        ``True`` when the layer is linear on each of finitely many pieces, so its
+        second derivative is zero almost everywhere (``ReLU``, ``LeakyReLU``,
+        ``Identity``, ``Affine``).  :meth:`Network.hessian` warns when every layer
+        is.  Default ``False``.
 
     See Also
     --------
@@ -77,6 +82,9 @@ class Layer(abc.ABC):
     #: ``backward`` and ``tangent`` then do not use the cache, and forward mode
     #: skips computing values that nothing needs.
     constant_jacobian: bool = False
+    #: True when the layer is linear on each of finitely many pieces (ReLU,
+    #: LeakyReLU, Identity, Affine): its second derivative is zero almost everywhere.
+    piecewise_linear: bool = False
 
     @abc.abstractmethod
     def forward(self, x: Array) -> tuple[Array, Cache]:
@@ -180,6 +188,40 @@ class Layer(abc.ABC):
             f"{type(self).__name__} does not implement tangent(dx, cache), which forward mode needs."
         )
 
+    def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
+        """Second directional derivatives of the layer, for pairs of directions.
+
+        Optional: needed only for second-order derivatives (:meth:`Network.hessian`,
+        :meth:`Network.laplacian`); layers with ``constant_jacobian`` do not need it.
+
+        Parameters
+        ----------
+        u, v : ndarray of shape (*batch, P, d_in)
+            ``P`` pairs of directions at this layer's input, per sample.
+        cache : object
+            The cache returned by :meth:`forward`.
+
+        Returns
+        -------
+        ndarray of shape (*batch, P, d_out)
+            ``D^2 f(x)[u_p, v_p]``: for each output ``j``,
+            ``sum_ab d^2 y_j / dx_a dx_b * u_p[a] * v_p[b]``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Tanh
+        >>> layer = Tanh()
+        >>> y, cache = layer.forward(np.array([0.5, -1.0]))
+        >>> u, v = np.array([[1.0, 0.0]]), np.array([[1.0, 2.0]])
+        >>> np.allclose(layer.curvature(u, v, cache), [[layer.fsecond(*cache)[0], 0.0]])
+        True
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement curvature(u, v, cache), "
+            "which second-order derivatives need."
+        )
+
     def cost(self, rows: int, width_in: int, width_out: int) -> int:
         """Multiply-adds to push ``rows`` rows through the layer, per sample.
 
@@ -214,6 +256,7 @@ class Elementwise(Layer):
 
     The base class does the broadcasting: ``backward`` is ``dy * f'(x)[..., None, :]``,
     ``tangent`` (forward mode) is the same because the Jacobian is diagonal,
+    ``curvature`` (second order) is ``u * v * f''(x)[..., None, :]``,
     ``jacobian`` places ``f'(x)`` on a diagonal and ``diagonal`` returns ``f'(x)``.
     The width is unchanged.  :class:`~jacobian_np.Network` applies these layers
     through ``diagonal``, as a scaling of the block it carries (in place when it
@@ -263,6 +306,11 @@ class Elementwise(Layer):
     def tangent(self, dx: Array, cache: Cache) -> Array:
         return self.backward(dx, cache)  # a diagonal Jacobian is its own transpose
 
+    def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
+        product = u * v
+        product *= self.fsecond(*cache)[..., None, :]
+        return product
+
     def jacobian(self, y: Array, cache: Cache) -> Array:
         return _diag_embed(self.diagonal(cache))
 
@@ -285,7 +333,7 @@ class Elementwise(Layer):
 
 
 def implements(layer: Layer, method: str) -> bool:
-    """Whether ``layer`` implements the optional ``method`` (``"tangent"``, ``"fsecond"``).
+    """Whether ``layer`` implements the optional ``method`` (``"tangent"``, ``"curvature"``, ``"fsecond"``).
 
     The optional methods' defaults raise ``NotImplementedError``; a layer implements
     one when its class overrides that default.
@@ -297,10 +345,12 @@ def implements(layer: Layer, method: str) -> bool:
     >>> implements(Tanh(), "tangent")
     True
     """
+    if method == "curvature" and isinstance(layer, Elementwise):
+        method = "fsecond"  # Elementwise.curvature is built on fsecond
     return getattr(type(layer), method, None) not in _RAISING_DEFAULTS
 
 
-_RAISING_DEFAULTS = {Layer.tangent, Elementwise.fsecond, None}
+_RAISING_DEFAULTS = {Layer.tangent, Layer.curvature, Elementwise.fsecond, None}
 
 
 def _diagonal(J: Array) -> Array:

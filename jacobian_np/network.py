@@ -15,13 +15,15 @@ memory budget (:func:`set_memory_budget`).
 from __future__ import annotations
 
 import operator
-from typing import Any, Iterable, Optional, cast
+import warnings
+from typing import Any, Callable, Iterable, Optional, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from ._typing import Array
 from ._validation import as_float_array, as_input
+from .errors import ZeroCurvatureWarning
 from .layer import Elementwise, Layer, _diag_embed, implements
 
 MODES = ("auto", "forward", "reverse")
@@ -416,6 +418,176 @@ class Network:
             U = layer.backward(U, cache)
         return y, U[..., 0, :]
 
+    # --- second order -------------------------------------------------------------
+
+    def hessian(self, x: npt.ArrayLike, chunk_size: Optional[int] = None) -> Array:
+        """Second derivatives of the outputs with respect to the inputs, per sample.
+
+        Forward over forward mode: one pass carries, alongside the values, the
+        ``d_in`` first tangents and the ``d_in (d_in + 1) / 2`` second tangents of
+        the pairs ``k <= l``; the other half is filled by symmetry.  Each affine
+        layer costs one matrix product for each block.  See ``docs/second_order.md``.
+
+        Parameters
+        ----------
+        x : array_like of shape (d_in,) or (n, d_in)
+            One point or a batch (``n`` may be 0).
+        chunk_size : int, optional
+            Samples per chunk, as in :meth:`jacobian`; by default chunks fit the
+            memory budget.
+
+        Returns
+        -------
+        H : ndarray of shape (d_out, d_in, d_in) or (n, d_out, d_in, d_in)
+            ``H[i, j, k, l] = d^2 y[i, j] / dx[i, k] dx[i, l]``, exactly symmetric
+            in ``k, l``.
+
+        Raises
+        ------
+        NotImplementedError
+            If a layer lacks second-order support (the message names it).
+
+        Warns
+        -----
+        ZeroCurvatureWarning
+            If every layer is piecewise linear (ReLU, LeakyReLU, Identity, Affine):
+            the result is then zero almost everywhere.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Affine, Network, Tanh
+        >>> net = Network([Affine([[1.0, 2.0]]), Tanh(), Affine([[1.0], [1.0]])])
+        >>> x = np.array([[0.3], [-0.2]])
+        >>> H = net.hessian(x)
+        >>> H.shape
+        (2, 1, 1, 1)
+        >>> t1, t2 = np.tanh(x), np.tanh(2 * x)  # y = tanh(x) + tanh(2x)
+        >>> np.allclose(H[:, 0, 0, 0], (-2 * t1 * (1 - t1**2) - 8 * t2 * (1 - t2**2))[:, 0])
+        True
+        """
+        return self._second_order(x, chunk_size, "hessian")
+
+    def laplacian(self, x: npt.ArrayLike, chunk_size: Optional[int] = None) -> Array:
+        """The Laplacian of each output, ``sum_k d^2 y_j / dx_k^2``, per sample.
+
+        The trace of :meth:`hessian` over the inputs, computed without it: the pass
+        carries the ``d_in`` first tangents and only the ``d_in`` second tangents of
+        the pairs ``(k, k)``, so it costs ``O(d_in)`` blocks instead of
+        ``O(d_in**2)``.
+
+        Parameters
+        ----------
+        x : array_like of shape (d_in,) or (n, d_in)
+        chunk_size : int, optional
+            As in :meth:`hessian`.
+
+        Returns
+        -------
+        ndarray of shape (d_out,) or (n, d_out)
+
+        Raises
+        ------
+        NotImplementedError
+            If a layer lacks second-order support (the message names it).
+
+        Warns
+        -----
+        ZeroCurvatureWarning
+            As in :meth:`hessian`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Affine, Network, Tanh
+        >>> rng = np.random.default_rng(0)
+        >>> net = Network([Affine(rng.normal(size=(3, 16))), Tanh(), Affine(rng.normal(size=(16, 1)))])
+        >>> X = rng.normal(size=(5, 3))
+        >>> lap = net.laplacian(X)
+        >>> lap.shape
+        (5, 1)
+        >>> np.allclose(lap, np.trace(net.hessian(X), axis1=-2, axis2=-1))
+        True
+        """
+        return self._second_order(x, chunk_size, "laplacian")
+
+    def _second_order(self, x: npt.ArrayLike, chunk_size: Optional[int], kind: str) -> Array:
+        x = as_input(x, self.d_in, f"Network.{kind}")
+        lacking = [
+            f"layer {index} ({type(layer).__name__})"
+            for index, layer in enumerate(self.layers)
+            if not (layer.constant_jacobian or implements(layer, "curvature"))
+        ]
+        if lacking:
+            raise NotImplementedError(
+                f"Network.{kind} needs second-order support (Layer.curvature, or fsecond for "
+                f"an Elementwise layer), which {', '.join(lacking)} does not implement."
+            )
+        if all(layer.piecewise_linear for layer in self.layers):
+            warnings.warn(
+                f"Network.{kind}: every layer is piecewise linear ("
+                + ", ".join(sorted({type(layer).__name__ for layer in self.layers}))
+                + "), so second derivatives are zero almost everywhere. For nonzero "
+                "curvature use smooth activations such as Tanh, Softplus, GELU or SiLU.",
+                ZeroCurvatureWarning,
+                stacklevel=3,
+            )
+        d = x.shape[-1]
+        pairs = d * (d + 1) // 2 if kind == "hessian" else d
+        compute = lambda part: (self._second_tangents(part, kind == "hessian"),)  # noqa: E731
+        if x.ndim == 2:
+            if chunk_size is None:
+                chunk_size = self._auto_chunk_size(x, d + pairs)
+            else:
+                chunk_size = _positive_int(chunk_size, f"Network.{kind}", "chunk_size")
+            if len(x) > chunk_size:
+                (S,) = self._chunked(compute, x, chunk_size)
+                return self._assemble(S, d, kind)
+        elif chunk_size is not None:
+            _positive_int(chunk_size, f"Network.{kind}", "chunk_size")
+        (S,) = compute(x)
+        return self._assemble(S, d, kind)
+
+    def _second_tangents(self, x: Array, all_pairs: bool) -> Array:
+        """Second tangents of the output, ``(*batch, P, d_out)``, for the pairs
+        ``k <= l`` (``all_pairs``) or ``(k, k)`` of input directions.
+
+        Forward over forward: for ``z = f(x)`` with first tangents ``T`` and second
+        tangents ``S`` of ``x``, those of ``z`` are ``J T`` and
+        ``J S + D^2 f[T_k, T_l]``.  The input has ``T = I`` and ``S = 0``.
+        """
+        # the final layers with constant Jacobians need no values
+        outputs, caches = self._trace(x, self._forward_stop)
+        caches += [None] * (len(self.layers) - self._forward_stop)
+        d = x.shape[-1]
+        first, second = np.triu_indices(d) if all_pairs else (np.arange(d), np.arange(d))
+        T: Array = np.broadcast_to(np.eye(d, dtype=x.dtype), x.shape[:-1] + (d, d))
+        S: Optional[Array] = None  # zero
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            cache = caches[index]
+            S_next = None if S is None else layer.tangent(S, cache)
+            if not layer.constant_jacobian:  # constant Jacobian: no curvature
+                curvature = layer.curvature(T[..., first, :], T[..., second, :], cache)
+                S_next = curvature if S_next is None else S_next + curvature
+            if index < last or S_next is None:  # the output's first tangents are not needed
+                T = layer.tangent(T, cache)
+            S = S_next
+        if S is None:  # every layer has a constant Jacobian: the network is affine
+            return np.zeros(T.shape[:-2] + (len(first), T.shape[-1]), dtype=T.dtype)
+        return S
+
+    def _assemble(self, S: Array, d: int, kind: str) -> Array:
+        """The Hessian (symmetric, from the pairs ``k <= l``) or the Laplacian from ``S``."""
+        if kind == "laplacian":
+            return S.sum(axis=-2)
+        first, second = np.triu_indices(d)
+        H = np.empty(S.shape[:-2] + (S.shape[-1], d, d), dtype=S.dtype)
+        upper = np.moveaxis(S, -1, -2)  # (*batch, d_out, P)
+        H[..., first, second] = upper
+        H[..., second, first] = upper
+        return H
+
     # --- the passes ----------------------------------------------------------------
 
     def _trace(self, x: Array, stop: Optional[int] = None) -> tuple[list, list]:
@@ -436,9 +608,11 @@ class Network:
         if chunk_size is not None:
             chunk_size = _positive_int(chunk_size, "Network", "chunk_size")
         if x.ndim == 2:
-            chunk = self._auto_chunk_size(x, mode) if chunk_size is None else chunk_size
-            if len(x) > chunk:
-                return self._chunked(x, mode, chunk, with_value)
+            if chunk_size is None:  # rows carried: d_in tangents or d_out rows per sample
+                rows = x.shape[-1] if mode == "forward" else self.d_out or x.shape[-1]
+                chunk_size = self._auto_chunk_size(x, rows)
+            if len(x) > chunk_size:
+                return self._chunked(lambda part: self._value_and_jacobian(part, mode, with_value), x, chunk_size)
         return self._value_and_jacobian(x, mode, with_value)
 
     def _value_and_jacobian(self, x: Array, mode: str, with_value: bool) -> tuple[Optional[Array], Array]:
@@ -512,22 +686,24 @@ class Network:
                 owned = fresh[index]
         return block
 
-    def _chunked(self, x: Array, mode: str, chunk: int, with_value: bool) -> tuple[Optional[Array], Array]:
-        """The batch ``chunk`` samples at a time, written into preallocated results."""
-        y_first, J_first = self._value_and_jacobian(x[:chunk], mode, with_value)
-        J = np.empty((len(x),) + J_first.shape[1:], dtype=J_first.dtype)
-        J[:chunk] = J_first
-        y = None
-        if y_first is not None:
-            y = np.empty((len(x),) + y_first.shape[1:], dtype=y_first.dtype)
-            y[:chunk] = y_first
-        del y_first, J_first  # free before the next chunk
+    @staticmethod
+    def _chunked(compute: Callable[[Array], tuple], x: Array, chunk: int) -> tuple:
+        """``compute`` over the batch ``chunk`` samples at a time, written into
+        preallocated results (``compute`` returns a tuple of arrays or ``None``)."""
+        first = compute(x[:chunk])
+        results = tuple(
+            None if part is None else np.empty((len(x),) + part.shape[1:], dtype=part.dtype) for part in first
+        )
+        for result, part in zip(results, first):
+            if result is not None:
+                result[:chunk] = part
+        del first, part  # free before the next chunk
         for start in range(chunk, len(x), chunk):
-            part = slice(start, start + chunk)
-            y_part, J[part] = self._value_and_jacobian(x[part], mode, with_value)
-            if y is not None:
-                y[part] = y_part
-        return y, J
+            piece = slice(start, start + chunk)
+            for result, part in zip(results, compute(x[piece])):
+                if result is not None:
+                    result[piece] = part
+        return results
 
     # --- mode and chunk choice -----------------------------------------------------
 
@@ -565,11 +741,13 @@ class Network:
                 "implement it, or use reverse mode (mode='reverse', vjp)."
             )
 
-    def _auto_chunk_size(self, x: Array, mode: str) -> int:
-        """Samples per chunk such that a chunk's intermediates fit the memory budget."""
+    def _auto_chunk_size(self, x: Array, rows: int) -> int:
+        """Samples per chunk such that a chunk's intermediates fit the memory budget.
+
+        ``rows`` is the number of rows (or tangents) carried per sample.
+        """
         widths = self._widths or [(x.shape[-1], x.shape[-1])]
         widest = max(max(pair) for pair in widths)
-        rows = widths[0][0] if mode == "forward" else widths[-1][1]
         # per sample: about three live blocks of rows x widest (the block being
         # pushed, an elementwise product, a matrix product), plus the forward caches
         per_sample = x.itemsize * (3 * rows * widest + 2 * sum(w for _, w in widths))

@@ -1,0 +1,26 @@
+"""Warnings and errors specific to jacobian_np."""
+
+from __future__ import annotations
+
+
+class ZeroCurvatureWarning(UserWarning):
+    """Second derivatives of a network whose layers are all piecewise linear.
+
+    ReLU, LeakyReLU, Identity and Affine layers are linear on pieces of the input
+    space, so the Hessian and Laplacian of a network made only of them are zero
+    almost everywhere (except on the kinks, where they are undefined).  Training a
+    physics-informed network through such second derivatives fails silently.
+    :meth:`Network.hessian` and :meth:`Network.laplacian` warn once per call.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from jacobian_np import Affine, Network, ReLU, ZeroCurvatureWarning
+    >>> net = Network([Affine([[1.0, -1.0]]), ReLU(), Affine([[1.0], [1.0]])])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     H = net.hessian(np.array([0.5]))
+    >>> [w.category.__name__ for w in caught], float(np.abs(H).max())
+    (['ZeroCurvatureWarning'], 0.0)
+    """
