@@ -94,11 +94,18 @@ class Sigmoid(Elementwise):
         return _sigmoid_prime(x, y)
 
     def fsecond(self, x: Array, y: Array) -> Array:
-        d = _sigmoid_prime(x, y)
-        t = x * -0.5
-        np.tanh(t, t)  # -tanh(x/2) = 1 - 2 s(x)
-        d *= t
-        return d
+        return self._fsecond_from(self.fprime(x, y), x)
+
+    def fprimes(self, x: Array, y: Array) -> tuple[Array, Array]:
+        d = self.fprime(x, y)
+        return d, self._fsecond_from(d, x)
+
+    @staticmethod
+    def _fsecond_from(d: Array, x: Array) -> Array:
+        d2 = x * -0.5
+        np.tanh(d2, d2)  # -tanh(x/2) = 1 - 2 s(x)
+        d2 *= d
+        return d2
 
 
 class Tanh(Elementwise):
@@ -140,10 +147,17 @@ class Tanh(Elementwise):
         return e
 
     def fsecond(self, x: Array, y: Array) -> Array:
+        return self._fsecond_from(self.fprime(x, y), y)
+
+    def fprimes(self, x: Array, y: Array) -> tuple[Array, Array]:
         d = self.fprime(x, y)
-        d *= y
-        d *= -2
-        return d
+        return d, self._fsecond_from(d, y)
+
+    @staticmethod
+    def _fsecond_from(d: Array, y: Array) -> Array:
+        d2 = d * y
+        d2 *= -2
+        return d2
 
 
 class Softmax(Layer):

@@ -296,6 +296,21 @@ class Elementwise(Layer):
             "which second-order derivatives need."
         )
 
+    def fprimes(self, x: Array, y: Array) -> tuple[Array, Array]:
+        """``(f'(x), f''(x))`` together, for second-order passes.
+
+        The default calls :meth:`fprime` and :meth:`fsecond`; activations whose
+        ``f''`` is built on ``f'`` override it to compute ``f'`` once.  A subclass
+        that overrides ``fprime`` or ``fsecond`` but not ``fprimes`` gets this
+        default back, so the shortcut of a parent class cannot disagree with it.
+        """
+        return self.fprime(x, y), self.fsecond(x, y)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if ("fprime" in vars(cls) or "fsecond" in vars(cls)) and "fprimes" not in vars(cls):
+            cls.fprimes = Elementwise.fprimes  # type: ignore[method-assign]
+
     def forward(self, x: Array) -> tuple[Array, Cache]:
         y = self.f(x)
         return y, (x, y)

@@ -14,6 +14,7 @@ memory budget (:func:`set_memory_budget`).
 
 from __future__ import annotations
 
+import functools
 import operator
 import warnings
 from typing import Any, Callable, Iterable, Optional, cast
@@ -560,33 +561,50 @@ class Network:
         outputs, caches = self._trace(x, self._forward_stop)
         caches += [None] * (len(self.layers) - self._forward_stop)
         d = x.shape[-1]
-        first, second = np.triu_indices(d) if all_pairs else (np.arange(d), np.arange(d))
+        pairs = _upper_pairs(d) if all_pairs and d > 1 else None  # None: the pairs (k, k)
         T: Array = np.broadcast_to(np.eye(d, dtype=x.dtype), x.shape[:-1] + (d, d))
         S: Optional[Array] = None  # zero
-        last = len(self.layers) - 1
+        curved = [i for i, layer in enumerate(self.layers) if not layer.constant_jacobian]
+        last_curved = curved[-1] if curved else -1
         for index, layer in enumerate(self.layers):
             cache = caches[index]
+            u, v = (T, T) if pairs is None else (np.take(T, pairs[0], axis=-2), np.take(T, pairs[1], axis=-2))
+            if self._elementwise[index]:
+                # f' and f'' once, for the three products (J T, J S, D^2 f[u, v])
+                first, second = (g[..., None, :] for g in cast(Elementwise, layer).fprimes(*cache))
+                curvature = u * v
+                curvature *= second
+                if S is not None:
+                    curvature += S * first
+                S = curvature
+                if index < last_curved:
+                    T = T * first
+                continue
             S_next = None if S is None else layer.tangent(S, cache)
             if not layer.constant_jacobian:  # constant Jacobian: no curvature
-                curvature = layer.curvature(T[..., first, :], T[..., second, :], cache)
-                S_next = curvature if S_next is None else S_next + curvature
-            if index < last or S_next is None:  # the output's first tangents are not needed
+                bend = layer.curvature(u, v, cache)
+                S_next = bend if S_next is None else S_next + bend
+            # first tangents are needed up to the last layer with curvature
+            if index < last_curved or S_next is None:
                 T = layer.tangent(T, cache)
             S = S_next
         if S is None:  # every layer has a constant Jacobian: the network is affine
-            return np.zeros(T.shape[:-2] + (len(first), T.shape[-1]), dtype=T.dtype)
+            P = d if pairs is None else len(pairs[0])
+            return np.zeros(T.shape[:-2] + (P, T.shape[-1]), dtype=T.dtype)
         return S
 
     def _assemble(self, S: Array, d: int, kind: str) -> Array:
         """The Hessian (symmetric, from the pairs ``k <= l``) or the Laplacian from ``S``."""
-        if kind == "laplacian":
-            return S.sum(axis=-2)
-        first, second = np.triu_indices(d)
-        H = np.empty(S.shape[:-2] + (S.shape[-1], d, d), dtype=S.dtype)
-        upper = np.moveaxis(S, -1, -2)  # (*batch, d_out, P)
-        H[..., first, second] = upper
-        H[..., second, first] = upper
-        return H
+        if kind == "laplacian":  # a sum over the few pairs: faster than S.sum(axis=-2)
+            total = S[..., 0, :]
+            for k in range(1, S.shape[-2]):
+                total = total + S[..., k, :]
+            return total
+        first, second = _upper_pairs(d)
+        where = np.empty((d, d), dtype=np.intp)  # which pair holds H[k, l]
+        where[first, second] = where[second, first] = np.arange(len(first))
+        H = np.take(S, where.ravel(), axis=-2)  # (*batch, d * d, d_out)
+        return np.ascontiguousarray(np.swapaxes(H, -1, -2)).reshape(S.shape[:-2] + (S.shape[-1], d, d))
 
     # --- the passes ----------------------------------------------------------------
 
@@ -748,13 +766,21 @@ class Network:
         """
         widths = self._widths or [(x.shape[-1], x.shape[-1])]
         widest = max(max(pair) for pair in widths)
-        # per sample: about three live blocks of rows x widest (the block being
-        # pushed, an elementwise product, a matrix product), plus the forward caches
-        per_sample = x.itemsize * (3 * rows * widest + 2 * sum(w for _, w in widths))
+        # per sample: about two live blocks of rows x widest (the input and output of
+        # a matrix product; activations scale blocks in place), plus the forward caches
+        per_sample = x.itemsize * (2 * rows * widest + 2 * sum(w for _, w in widths))
         return max(1, _memory_budget // per_sample)
 
     def __repr__(self) -> str:
         return f"Network([{', '.join(map(repr, self.layers))}])"
+
+
+@functools.lru_cache(maxsize=16)
+def _upper_pairs(d: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The pairs ``k <= l`` of ``d`` inputs, as ``np.triu_indices(d)`` (cached)."""
+    first, second = np.triu_indices(d)
+    first.flags.writeable = second.flags.writeable = False  # shared by every call
+    return first, second
 
 
 def _diagonal_product(layers: tuple[Elementwise, ...], caches: list) -> Optional[Array]:
