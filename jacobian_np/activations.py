@@ -138,8 +138,9 @@ class Tanh(Elementwise):
         # In place, positional out: NumPy's exp is vectorised (about 1 ns per element
         # against 5 for scipy's expit), and only one temporary is allocated.
         e = np.abs(x)
-        np.multiply(e, -2, e)
-        np.exp(e, e)  # e = exp(-2|x|) <= 1
+        np.negative(e, e)
+        np.exp(e, e)
+        np.multiply(e, e, e)  # e = exp(-2|x|) <= 1, without forming 2|x|, which can overflow
         d = e + 1
         np.multiply(d, d, d)
         np.divide(e, d, e)

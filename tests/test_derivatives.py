@@ -132,3 +132,19 @@ def test_forward_mode_and_second_derivatives_are_stable_far_out(case, rng):
                 second = layer.fsecond(x, y) if isinstance(layer, jn.Elementwise) else dy
         assert np.all(np.isfinite(dy)) and np.all(np.isfinite(second))
         assert dy.dtype == second.dtype == dtype
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_elementwise_derivatives_do_not_overflow_at_the_largest_floats(case, dtype, rng):
+    layer = case.make(rng)
+    if not isinstance(layer, jn.Elementwise) or isinstance(layer, jn.Sin):  # Sin: periodic, any x is fine
+        pytest.skip("elementwise activations with tails only")
+    big = np.finfo(dtype).max
+    x = np.array([-big, -big / 2, big / 2, big, 0.0], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise", under="ignore"):
+            y, cache = layer.forward(x)
+            d1, d2 = layer.fprime(*cache), layer.fsecond(*cache)
+    assert np.all(np.isfinite(d1)) and np.all(np.isfinite(d2))
