@@ -19,7 +19,7 @@ from .activations import (
 )
 from .affine import Affine
 from .errors import ZeroCurvatureWarning
-from .checks import CheckResult, Comparison, check_layer, check_network, numerical_jacobian
+from .checks import CheckResult, Comparison, check_layer, check_network, check_param_grads, numerical_jacobian
 from .layer import Elementwise, Layer
 from .network import Network, get_memory_budget, set_memory_budget
 
@@ -47,6 +47,7 @@ __all__ = [
     "ZeroCurvatureWarning",
     "check_layer",
     "check_network",
+    "check_param_grads",
     "get_memory_budget",
     "numerical_jacobian",
     "set_memory_budget",

@@ -212,6 +212,14 @@ class Softmax(Layer):
         w *= _centred(v, s)
         return self.tangent(w, cache)
 
+    def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
+        # <w, D^2 s[u, v]> = <q, v - <s, v>> with q = (J w) * (u - <s, u>), J symmetric
+        s = cache[..., None, :]
+        q = self.tangent(w, cache)
+        q *= _centred(u, s)
+        q -= q.sum(axis=-1, keepdims=True) * s
+        return q.sum(axis=-2)
+
     def jacobian(self, y: Array, cache: Cache) -> Array:
         s = cache
         J = s[..., :, None] * -s[..., None, :]
@@ -295,6 +303,15 @@ class LogSoftmax(Layer):
         w *= _centred(v, s)
         w *= s
         return np.broadcast_to(-w.sum(axis=-1, keepdims=True), w.shape[:-1] + cache.shape[-1:]).copy()
+
+    def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
+        # <w, D^2 y[u, v]> = <q, v - <s, v>> with q = -(sum_j w_j) s * (u - <s, u>)
+        s = cache[..., None, :]
+        q = _centred(u, s)
+        q *= s
+        q *= -w.sum(axis=-1, keepdims=True)
+        q -= q.sum(axis=-1, keepdims=True) * s
+        return q.sum(axis=-2)
 
     def jacobian(self, y: Array, cache: Cache) -> Array:
         s = cache

@@ -57,9 +57,25 @@ class Affine(Layer):
 
     constant_jacobian = True
     piecewise_linear = True
+    d_in: int
+    d_out: int
 
     def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
         return np.zeros(u.shape[:-1] + (self.d_out,), dtype=np.result_type(u, v, self.W))
+
+    @property
+    def params(self) -> list[Array]:
+        return [self.W] if self.b is None else [self.W, self.b]
+
+    def param_grad(self, dy: Array, cache: Cache) -> list[Array]:
+        x = cache  # dW = sum over the batch of x^T dy: one matrix product
+        dW = x.reshape(-1, self.d_in).T @ dy.reshape(-1, self.d_out)
+        return [dW] if self.b is None else [dW, dy.reshape(-1, self.d_out).sum(axis=0)]
+
+    def tangent_param_grad(self, dT: Array, T: Array, cache: Cache) -> list[Array]:
+        # the tangents are T @ W: no bias, and dW = sum over samples and rows of T^T dT
+        dW = T.reshape(-1, self.d_in).T @ dT.reshape(-1, self.d_out)
+        return [dW] if self.b is None else [dW, np.zeros_like(self.b)]
 
     def __init__(self, W: npt.ArrayLike, b: Optional[npt.ArrayLike] = None) -> None:
         self.W = as_parameter(W, "W", (None, None), "Affine")

@@ -520,3 +520,85 @@ def check_network(
         comparisons.append(_compare("hessian", net.hessian(x), H_fd, scale, atol, rtol))
         comparisons.append(_compare("laplacian", net.laplacian(x), laplacian_fd, scale, atol, rtol))
     return CheckResult(repr(net), tuple(comparisons))
+
+
+def check_param_grads(
+    net: Network,
+    x: npt.ArrayLike,
+    *,
+    eps: Optional[float] = None,
+    atol: float = ATOL,
+    rtol: float = RTOL,
+    dtype: npt.DTypeLike = np.float64,
+    rng: Optional[np.random.Generator] = None,
+    jacobian: bool = True,
+) -> CheckResult:
+    """Compare a network's parameter gradients with central differences over its parameters.
+
+    With random ``grad_y`` and ``grad_J``, compares :meth:`Network.param_grad`
+    with central differences of ``sum(grad_y * y)`` and, if ``jacobian``,
+    :meth:`Network.jacobian_param_grad` with central differences of
+    ``sum(grad_J * J)``, over the flat parameters.  The parameters are perturbed
+    in place and restored exactly afterwards.
+
+    Parameters
+    ----------
+    net : Network
+    x : array_like of shape (d_in,) or (n, d_in)
+        Where to check; converted to ``dtype``.  The network's parameters should
+        be float64 too: finite differences need double precision.
+    eps, atol, rtol, dtype
+        As in :func:`check_layer`.
+    rng : numpy.random.Generator, optional
+        Source of ``grad_y`` and ``grad_J``; default ``np.random.default_rng(0)``.
+    jacobian : bool, default True
+        Also check :meth:`Network.jacobian_param_grad`.
+
+    Returns
+    -------
+    CheckResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacobian_np import Affine, Network, Tanh, check_param_grads
+    >>> rng = np.random.default_rng(0)
+    >>> net = Network([Affine(rng.normal(size=(2, 3)), rng.normal(size=3)), Tanh(), Affine(rng.normal(size=(3, 2)))])
+    >>> result = check_param_grads(net, rng.normal(size=(4, 2)))
+    >>> bool(result), [c.name for c in result.comparisons]
+    (True, ['param_grad', 'jacobian_param_grad'])
+    """
+    if not isinstance(net, Network):
+        raise TypeError(f"check_param_grads expects a jacobian_np.Network; got {type(net).__name__}.")
+    _check_tolerances(atol, rtol)
+    x = as_input(x, net.d_in, "check_param_grads").astype(dtype)
+    rng = np.random.default_rng(0) if rng is None else rng
+    theta = net.get_flat_params()
+    y, J = net.forward_backward(x)
+    grad_y = rng.standard_normal(y.shape).astype(y.dtype)
+    grad_J = rng.standard_normal(J.shape).astype(J.dtype)
+
+    def at(theta_new: Array, f: Callable[[], Any]) -> Any:
+        net.set_flat_params(theta_new)
+        try:
+            return f()
+        finally:
+            net.set_flat_params(theta)
+
+    def flat(grads: list[Array]) -> Array:
+        return np.concatenate([g.ravel() for g in grads]) if grads else np.zeros(0)
+
+    checks = [("param_grad", lambda: np.sum(grad_y * net.forward(x)), lambda: net.param_grad(x, grad_y))]
+    if jacobian:
+        checks.append(
+            ("jacobian_param_grad", lambda: np.sum(grad_J * net.jacobian(x)), lambda: net.jacobian_param_grad(x, grad_J))
+        )
+    comparisons = []
+    for name, value, analytic in checks:
+
+        def objective(t: Array, value: Callable[[], Any] = value) -> Array:
+            return np.asarray(at(t, value))
+
+        reference = numerical_jacobian(objective, theta, eps)
+        comparisons.append(_compare(name, flat(analytic()), reference, _scale(reference), atol, rtol))
+    return CheckResult(repr(net), tuple(comparisons))

@@ -222,6 +222,74 @@ class Layer(abc.ABC):
             "which second-order derivatives need."
         )
 
+    def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
+        """Gradient with respect to the layer's input of ``sum_k <w_k, J u_k>``.
+
+        Optional: needed to train through the Jacobian
+        (:meth:`Network.jacobian_param_grad`), where it carries the loss's
+        dependence on ``J`` back to the layer's input; layers with
+        ``constant_jacobian`` do not need it.  It equals
+        ``sum_k D^2 f(x)[u_k, .]^T w_k``.
+
+        Parameters
+        ----------
+        w : ndarray of shape (*batch, K, d_out)
+            Adjoints of the output tangents.
+        u : ndarray of shape (*batch, K, d_in)
+            The input tangents.
+        cache : object
+            The cache returned by :meth:`forward`.
+
+        Returns
+        -------
+        ndarray of shape (*batch, d_in)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Tanh
+        >>> layer = Tanh()
+        >>> y, cache = layer.forward(np.array([0.5, -1.0]))
+        >>> w, u = np.array([[1.0, 2.0]]), np.array([[3.0, 1.0]])
+        >>> np.allclose(layer.tangent_grad(w, u, cache), w[0] * u[0] * layer.fsecond(*cache))
+        True
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement tangent_grad(w, u, cache), "
+            "which training through the Jacobian needs."
+        )
+
+    @property
+    def params(self) -> list[Array]:
+        """The layer's parameter arrays, live (not copies); ``[]`` if it has none.
+
+        A layer with parameters also implements :meth:`param_grad` and
+        :meth:`tangent_param_grad`.
+        """
+        return []
+
+    def param_grad(self, dy: Array, cache: Cache) -> list[Array]:
+        """Gradient of ``sum(dy * y)`` with respect to each of :attr:`params`.
+
+        ``dy`` has the shape of the output, ``(*batch, d_out)``; the gradients are
+        summed over the batch.  Needed only by layers with parameters.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has parameters but does not implement param_grad(dy, cache)."
+        )
+
+    def tangent_param_grad(self, dT: Array, T: Array, cache: Cache) -> list[Array]:
+        """Gradient of ``sum(dT * tangent(T))`` with respect to each of :attr:`params`.
+
+        ``T`` of shape ``(*batch, K, d_in)`` are input tangents and ``dT`` of shape
+        ``(*batch, K, d_out)`` the adjoints of the output tangents; the gradients
+        are summed over the batch and the ``K`` rows.  Needed only by layers with
+        parameters, to train through the Jacobian.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has parameters but does not implement tangent_param_grad(dT, T, cache)."
+        )
+
     def cost(self, rows: int, width_in: int, width_out: int) -> int:
         """Multiply-adds to push ``rows`` rows through the layer, per sample.
 
@@ -326,6 +394,11 @@ class Elementwise(Layer):
         product *= self.fsecond(*cache)[..., None, :]
         return product
 
+    def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
+        grad = (w * u).sum(axis=-2)
+        grad *= self.fsecond(*cache)
+        return grad
+
     def jacobian(self, y: Array, cache: Cache) -> Array:
         return _diag_embed(self.diagonal(cache))
 
@@ -360,12 +433,12 @@ def implements(layer: Layer, method: str) -> bool:
     >>> implements(Tanh(), "tangent")
     True
     """
-    if method == "curvature" and isinstance(layer, Elementwise):
-        method = "fsecond"  # Elementwise.curvature is built on fsecond
+    if method in ("curvature", "tangent_grad") and isinstance(layer, Elementwise):
+        method = "fsecond"  # Elementwise.curvature and tangent_grad are built on fsecond
     return getattr(type(layer), method, None) not in _RAISING_DEFAULTS
 
 
-_RAISING_DEFAULTS = {Layer.tangent, Layer.curvature, Elementwise.fsecond, None}
+_RAISING_DEFAULTS = {Layer.tangent, Layer.curvature, Layer.tangent_grad, Elementwise.fsecond, None}
 
 
 def _diagonal(J: Array) -> Array:

@@ -419,6 +419,228 @@ class Network:
             U = layer.backward(U, cache)
         return y, U[..., 0, :]
 
+    # --- parameters and training ---------------------------------------------------
+
+    @property
+    def params(self) -> list[Array]:
+        """The parameter arrays of all layers in layer order, ``[W1, b1, W2, ...]``.
+
+        The live arrays, not copies: writing into them changes the network.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Affine, Network, Tanh
+        >>> net = Network([Affine(np.ones((2, 3)), np.zeros(3)), Tanh(), Affine(np.ones((3, 1)))])
+        >>> [p.shape for p in net.params]
+        [(2, 3), (3,), (3, 1)]
+        """
+        return [p for layer in self.layers for p in layer.params]
+
+    def get_flat_params(self) -> Array:
+        """All parameters in one new 1-D array, in the order of :attr:`params`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Affine, Network
+        >>> net = Network([Affine([[1.0, 2.0]], [3.0, 4.0])])
+        >>> net.get_flat_params()
+        array([1., 2., 3., 4.])
+        """
+        params = self.params
+        if not params:
+            return np.zeros(0)
+        return np.concatenate([p.ravel() for p in params])
+
+    def set_flat_params(self, theta: npt.ArrayLike) -> None:
+        """Write a 1-D array of all parameters (as from :meth:`get_flat_params`) into the layers.
+
+        The parameter arrays are updated in place and keep their dtypes.
+
+        Raises
+        ------
+        ValueError
+            If ``theta`` is not 1-D of the right length, or is not finite.
+        TypeError
+            If ``theta`` is not real and numeric.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Affine, Network
+        >>> net = Network([Affine([[1.0, 2.0]], [3.0, 4.0])])
+        >>> net.set_flat_params(net.get_flat_params() * 10)
+        >>> net.layers[0].b
+        array([30., 40.])
+        """
+        params = self.params
+        theta = as_float_array(theta, "theta")
+        size = sum(p.size for p in params)
+        if theta.shape != (size,):
+            raise ValueError(
+                f"set_flat_params expects theta of shape ({size},), one value per parameter; "
+                f"got shape {theta.shape}."
+            )
+        if not np.all(np.isfinite(theta)):
+            raise ValueError("set_flat_params expects finite parameters; theta contains NaN or infinity.")
+        start = 0
+        for p in params:
+            p[...] = theta[start : start + p.size].reshape(p.shape)
+            start += p.size
+
+    def param_grad(self, x: npt.ArrayLike, grad_y: npt.ArrayLike) -> list[Array]:
+        """Gradient of ``sum(grad_y * y(x))`` with respect to each of :attr:`params`.
+
+        Ordinary backpropagation, summed over the batch: with ``grad_y`` the
+        gradient of a loss with respect to the outputs, this is the loss's gradient
+        with respect to the parameters.
+
+        Parameters
+        ----------
+        x : array_like of shape (d_in,) or (n, d_in)
+        grad_y : array_like of the shape of ``y``, (d_out,) or (n, d_out)
+
+        Returns
+        -------
+        list of ndarray
+            One array per entry of :attr:`params`, of the same shape.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Affine, Network, Tanh
+        >>> rng = np.random.default_rng(0)
+        >>> net = Network([Affine(rng.normal(size=(2, 4))), Tanh(), Affine(rng.normal(size=(4, 1)))])
+        >>> X, target = rng.normal(size=(8, 2)), rng.normal(size=(8, 1))
+        >>> y = net.forward(X)
+        >>> grads = net.param_grad(X, 2 * (y - target) / len(X))  # of mean((y - target)**2)
+        >>> [g.shape for g in grads]
+        [(2, 4), (4, 1)]
+        """
+        x = as_input(x, self.d_in, "Network.param_grad")
+        self._require_param_grads("Network.param_grad", tangents=False)
+        outputs, caches = self._trace(x)
+        g = _direction(grad_y, outputs[-1].shape, "Network.param_grad", "grad_y", broadcast=False)
+        grads: list[list[Array]] = []
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer, cache = self.layers[index], caches[index]
+            grads.append(layer.param_grad(g, cache) if layer.params else [])
+            if index:
+                g = layer.backward(g[..., None, :], cache)[..., 0, :]
+        return [grad for layer_grads in grads[::-1] for grad in layer_grads]
+
+    def jacobian_param_grad(self, x: npt.ArrayLike, grad_J: npt.ArrayLike) -> list[Array]:
+        """Gradient of ``sum(grad_J * J(x))`` with respect to each of :attr:`params`.
+
+        Training through the Jacobian: with ``grad_J`` the gradient of a loss with
+        respect to the per-sample Jacobians (for example from :func:`jacobian_np.losses.det`),
+        this is the loss's gradient with respect to the parameters, summed over
+        the batch.  Computed by reverse mode over forward mode: a forward pass
+        carries the values and the ``d_in`` tangents, then one backward pass carries
+        their adjoints (``docs/training.md``), so it costs a few forward-mode
+        Jacobians.
+
+        Parameters
+        ----------
+        x : array_like of shape (d_in,) or (n, d_in)
+        grad_J : array_like of the shape of ``J``, (d_out, d_in) or (n, d_out, d_in)
+
+        Returns
+        -------
+        list of ndarray
+            One array per entry of :attr:`params`, of the same shape.
+
+        Raises
+        ------
+        NotImplementedError
+            If a layer lacks what training through the Jacobian needs (the message
+            names it).
+
+        Examples
+        --------
+        Gradient of the mean squared Frobenius norm of ``J``:
+
+        >>> import numpy as np
+        >>> from jacobian_np import Affine, Network, Tanh
+        >>> rng = np.random.default_rng(0)
+        >>> net = Network([Affine(rng.normal(size=(2, 4))), Tanh(), Affine(rng.normal(size=(4, 2)))])
+        >>> X = rng.normal(size=(8, 2))
+        >>> J = net.jacobian(X)
+        >>> grads = net.jacobian_param_grad(X, 2 * J / len(X))
+        >>> [g.shape for g in grads]
+        [(2, 4), (4, 2)]
+        """
+        x = as_input(x, self.d_in, "Network.jacobian_param_grad")
+        self._require_param_grads("Network.jacobian_param_grad", tangents=True)
+        d = x.shape[-1]
+        d_out = self.d_out or d
+        G = _direction(grad_J, x.shape[:-1] + (d_out, d), "Network.jacobian_param_grad", "grad_J", broadcast=False)
+        chunk = self._auto_chunk_size(x, len(self.layers) * (d + 1)) if x.ndim == 2 else len(x)
+        if x.ndim == 1 or len(x) <= chunk:
+            return self._jacobian_param_grad(x, G)
+        total = [np.zeros_like(p) for p in self.params]
+        for start in range(0, len(x), chunk):
+            part = slice(start, start + chunk)
+            for t, g in zip(total, self._jacobian_param_grad(x[part], G[part])):
+                t += g
+        return total
+
+    def _jacobian_param_grad(self, x: Array, G: Array) -> list[Array]:
+        """Reverse over forward: the tangent pass, then the adjoints of values and tangents.
+
+        Forward: ``z_l = f_l(z_{l-1})`` and ``T_l = tangent_l(T_{l-1})`` with
+        ``T_0 = I``, so that ``J = T_L^T``.  Backward, from ``dT_L = G^T`` and
+        ``dz_L = 0``: ``dT_{l-1} = backward_l(dT_l)``, and the input of layer ``l``
+        collects ``backward_l(dz_l)`` from the values and ``tangent_grad_l(dT_l,
+        T_{l-1})`` from the tangents, whose Jacobian depends on it.
+        """
+        outputs, caches = self._trace(x)
+        d = x.shape[-1]
+        T: Array = np.broadcast_to(np.eye(d, dtype=x.dtype), x.shape[:-1] + (d, d))
+        tangents_in = []
+        for layer, cache in zip(self.layers, caches):
+            tangents_in.append(T)
+            T = layer.tangent(T, cache)
+        dT = np.swapaxes(G, -1, -2)  # the adjoint of T_L = J^T
+        dz: Optional[Array] = None  # the adjoint of the values: J does not depend on the output
+        grads: list[list[Array]] = []
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer, cache, T_in = self.layers[index], caches[index], tangents_in[index]
+            layer_grads = []
+            if layer.params:
+                layer_grads = layer.tangent_param_grad(dT, T_in, cache)
+                if dz is not None:
+                    layer_grads = [a + b for a, b in zip(layer_grads, layer.param_grad(dz, cache))]
+            grads.append(layer_grads)
+            if index == 0:
+                break
+            dz_in = None if dz is None else layer.backward(dz[..., None, :], cache)[..., 0, :]
+            if not layer.constant_jacobian:
+                bend = layer.tangent_grad(dT, T_in, cache)
+                dz_in = bend if dz_in is None else dz_in + bend
+            dz = dz_in
+            dT = layer.backward(dT, cache)
+        return [grad for layer_grads in grads[::-1] for grad in layer_grads]
+
+    def _require_param_grads(self, what: str, tangents: bool) -> None:
+        lacking = []
+        for index, layer in enumerate(self.layers):
+            needs = []
+            if layer.params and type(layer).param_grad is Layer.param_grad:
+                needs.append("param_grad")
+            if tangents:
+                if not implements(layer, "tangent"):
+                    needs.append("tangent")
+                if layer.params and type(layer).tangent_param_grad is Layer.tangent_param_grad:
+                    needs.append("tangent_param_grad")
+                if not (layer.constant_jacobian or implements(layer, "tangent_grad")):
+                    needs.append("fsecond" if isinstance(layer, Elementwise) else "tangent_grad")
+            if needs:
+                lacking.append(f"layer {index} ({type(layer).__name__}) lacks {', '.join(needs)}")
+        if lacking:
+            raise NotImplementedError(f"{what}: {'; '.join(lacking)}.")
+
     # --- second order -------------------------------------------------------------
 
     def hessian(self, x: npt.ArrayLike, chunk_size: Optional[int] = None) -> Array:
@@ -800,14 +1022,14 @@ def _positive_int(value: object, owner: str, name: str) -> int:
     return operator.index(value)
 
 
-def _direction(v: npt.ArrayLike, shape: tuple[int, ...], owner: str, name: str) -> Array:
-    """``v`` of the given shape, or of its last axis alone broadcast over a batch."""
+def _direction(v: npt.ArrayLike, shape: tuple[int, ...], owner: str, name: str, broadcast: bool = True) -> Array:
+    """``v`` of the given shape, or (``broadcast``) of its last axis alone broadcast over a batch."""
     v = as_float_array(v, name)
     if v.shape == shape:
         return v
-    if len(shape) == 2 and v.shape == shape[1:]:
+    if broadcast and len(shape) == 2 and v.shape == shape[1:]:
         return np.broadcast_to(v, shape)
-    expected = f"{shape}" + (f" or ({shape[1]},)" if len(shape) == 2 else "")
+    expected = f"{shape}" + (f" or ({shape[1]},)" if broadcast and len(shape) == 2 else "")
     raise ValueError(f"{owner} expects {name} of shape {expected}; got shape {v.shape}.")
 
 
