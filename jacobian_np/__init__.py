@@ -23,6 +23,8 @@ from .checks import CheckResult, Comparison, check_layer, check_network, check_p
 from .layer import Elementwise, Layer
 from .network import Network, get_memory_budget, set_memory_budget
 
+from . import losses, optimize
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -538,8 +538,10 @@ def check_param_grads(
     With random ``grad_y`` and ``grad_J``, compares :meth:`Network.param_grad`
     with central differences of ``sum(grad_y * y)`` and, if ``jacobian``,
     :meth:`Network.jacobian_param_grad` with central differences of
-    ``sum(grad_J * J)``, over the flat parameters.  The parameters are perturbed
-    in place and restored exactly afterwards.
+    ``sum(grad_J * J)``, over the flat parameters.  ``J`` there is the network's
+    analytic Jacobian, so this checks its parameter gradient; whether ``J`` itself
+    is right is :func:`check_network`'s job.  The parameters are perturbed in place
+    and restored exactly afterwards.
 
     Parameters
     ----------

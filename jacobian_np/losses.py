@@ -1,0 +1,117 @@
+"""Per-sample losses of Jacobians, each with its gradient with respect to ``J``.
+
+Each function takes per-sample square Jacobians ``J`` of shape ``(n, d, d)`` (or
+one ``(d, d)``) and returns ``(value, grad_J)``: the per-sample values, shape
+``(n,)``, and their gradients with respect to ``J``, shape ``(n, d, d)``.  Chain
+them into a loss and pass the result to :meth:`Network.jacobian_param_grad`; for
+``loss = mean((det J - 1)**2)``::
+
+    d, d_grad = losses.det(J)
+    grad_J = (2 * (d - 1) / len(d))[:, None, None] * d_grad
+    grads = net.jacobian_param_grad(X, grad_J)
+
+See ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from ._typing import Array
+from ._validation import as_float_array
+
+
+def det(J: npt.ArrayLike) -> tuple[Array, Array]:
+    """Per-sample determinant and its gradient, the cofactor matrix.
+
+    ``d det(J) / dJ = det(J) J^{-T}``, computed from the singular value
+    decomposition ``J = U diag(s) V^T`` as ``sign * U diag(prod_{j != i} s_j) V^T``
+    with ``sign = det(U) det(V)``: no inverse and no division, so it is exact for
+    singular ``J`` too (where ``J^{-T}`` does not exist).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacobian_np import losses
+    >>> J = np.array([[[2.0, 1.0], [0.0, 3.0]], [[1.0, 2.0], [2.0, 4.0]]])  # the second is singular
+    >>> value, grad = losses.det(J)
+    >>> value.round(12)
+    array([6., 0.])
+    >>> cofactors = [[[3.0, 0.0], [-1.0, 2.0]], [[4.0, -2.0], [-2.0, 1.0]]]  # [[d, -c], [-b, a]]
+    >>> bool(np.allclose(grad, cofactors))
+    True
+    """
+    J = _square(J, "det")
+    U, s, Vh = np.linalg.svd(J)
+    sign = np.linalg.det(U) * np.linalg.det(Vh)  # +-1
+    value = sign * np.prod(s, axis=-1)
+    ones = np.ones(s.shape[:-1] + (1,), dtype=s.dtype)
+    before = np.cumprod(np.concatenate([ones, s[..., :-1]], axis=-1), axis=-1)  # prod_{j < i} s_j
+    after = np.cumprod(np.concatenate([ones, s[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]  # prod_{j > i}
+    grad = (U * (before * after)[..., None, :]) @ Vh
+    grad *= sign[..., None, None]
+    return value, grad
+
+
+def log_abs_det(J: npt.ArrayLike) -> tuple[Array, Array]:
+    """Per-sample ``log |det J|`` and its gradient ``J^{-T}``.
+
+    Sign-safe: ``numpy.linalg.slogdet`` gives ``log |det J|`` whatever the sign of
+    the determinant, without overflow for large ``d``.
+
+    Raises
+    ------
+    ValueError
+        If some ``J`` is singular (``log |det J|`` is ``-inf`` there).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacobian_np import losses
+    >>> J = np.array([[[2.0, 0.0], [0.0, -3.0]]])  # det = -6
+    >>> value, grad = losses.log_abs_det(J)
+    >>> bool(np.isclose(value[0], np.log(6.0)))
+    True
+    >>> bool(np.allclose(grad, [[[0.5, 0.0], [0.0, -1 / 3]]]))
+    True
+    """
+    J = _square(J, "log_abs_det")
+    sign, value = np.linalg.slogdet(J)
+    singular = np.flatnonzero(np.reshape(sign == 0, -1))
+    if singular.size:
+        raise ValueError(
+            f"log_abs_det: J is singular at sample(s) {singular[:10].tolist()}; log|det J| is -inf there."
+        )
+    return value, np.swapaxes(np.linalg.inv(J), -1, -2)
+
+
+def frobenius_squared(J: npt.ArrayLike) -> tuple[Array, Array]:
+    """Per-sample squared Frobenius norm ``sum_jk J_jk**2`` and its gradient ``2 J``.
+
+    ``J`` need not be square.  A common Jacobian penalty (contractive
+    autoencoders, smoothness regularisation).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jacobian_np import losses
+    >>> value, grad = losses.frobenius_squared(np.array([[[1.0, 2.0, 2.0]], [[0.0, 3.0, 4.0]]]))
+    >>> value
+    array([ 9., 25.])
+    >>> grad[0]
+    array([[2., 4., 4.]])
+    """
+    J = as_float_array(J, "J")
+    if J.ndim < 2:
+        raise ValueError(f"frobenius_squared expects J of shape (d_out, d_in) or (n, d_out, d_in); got shape {J.shape}.")
+    return np.sum(J * J, axis=(-2, -1)), 2 * J
+
+
+def _square(J: npt.ArrayLike, owner: str) -> Array:
+    J = as_float_array(J, "J")
+    if J.ndim < 2 or J.shape[-1] != J.shape[-2]:
+        raise ValueError(
+            f"{owner} expects square Jacobians, J of shape (d, d) or (n, d, d) (d_out == d_in); got shape {J.shape}."
+        )
+    return J
