@@ -25,10 +25,12 @@ from ._validation import as_float_array
 def det(J: npt.ArrayLike) -> tuple[Array, Array]:
     """Per-sample determinant and its gradient, the cofactor matrix.
 
-    ``d det(J) / dJ = det(J) J^{-T}``, computed from the singular value
-    decomposition ``J = U diag(s) V^T`` as ``sign * U diag(prod_{j != i} s_j) V^T``
-    with ``sign = det(U) det(V)``: no inverse and no division, so it is exact for
-    singular ``J`` too (where ``J^{-T}`` does not exist).
+    ``d det(J) / dJ = det(J) J^{-T}``, the cofactor matrix, computed without an
+    inverse or a division, so it is exact for singular ``J`` too (where ``J^{-T}``
+    does not exist): in closed form for ``d <= 3`` (for ``d = 3`` the rows of the
+    cofactor matrix are cross products of the rows of ``J``), and otherwise from
+    the singular value decomposition ``J = U diag(s) V^T`` as
+    ``sign * U diag(prod_{j != i} s_j) V^T`` with ``sign = det(U) det(V)``.
 
     Examples
     --------
@@ -43,6 +45,8 @@ def det(J: npt.ArrayLike) -> tuple[Array, Array]:
     True
     """
     J = _square(J, "det")
+    if J.shape[-1] <= 3:
+        return _det_small(J)
     U, s, Vh = np.linalg.svd(J)
     sign = np.linalg.det(U) * np.linalg.det(Vh)  # +-1
     value = sign * np.prod(s, axis=-1)
@@ -106,6 +110,20 @@ def frobenius_squared(J: npt.ArrayLike) -> tuple[Array, Array]:
     if J.ndim < 2:
         raise ValueError(f"frobenius_squared expects J of shape (d_out, d_in) or (n, d_out, d_in); got shape {J.shape}.")
     return np.sum(J * J, axis=(-2, -1)), 2 * J
+
+
+def _det_small(J: Array) -> tuple[Array, Array]:
+    """Determinant and cofactor matrix of 1 x 1, 2 x 2 or 3 x 3 matrices, in closed form."""
+    d = J.shape[-1]
+    if d == 1:
+        return J[..., 0, 0].copy(), np.ones_like(J)
+    if d == 2:
+        a, b, c, e = J[..., 0, 0], J[..., 0, 1], J[..., 1, 0], J[..., 1, 1]
+        cofactor = np.stack([np.stack([e, -c], axis=-1), np.stack([-b, a], axis=-1)], axis=-2)
+        return a * e - b * c, cofactor
+    r0, r1, r2 = J[..., 0, :], J[..., 1, :], J[..., 2, :]
+    cofactor = np.stack([np.cross(r1, r2), np.cross(r2, r0), np.cross(r0, r1)], axis=-2)
+    return np.sum(r0 * cofactor[..., 0, :], axis=-1), cofactor
 
 
 def _square(J: npt.ArrayLike, owner: str) -> Array:

@@ -586,8 +586,44 @@ class Network:
                 t += g
         return total
 
+    def jacobian_and_pullback(self, x: npt.ArrayLike) -> tuple[Array, Callable[[npt.ArrayLike], list[Array]]]:
+        """The Jacobian, and a function that maps ``grad_J`` to the parameter gradients.
+
+        ``J, pullback = net.jacobian_and_pullback(x)`` then ``pullback(grad_J)``
+        gives the same as ``net.jacobian_param_grad(x, grad_J)``, but the forward
+        and tangent passes run once, for both: use it when the loss's gradient
+        ``grad_J`` depends on ``J`` (a training step).  The pullback keeps the
+        tangents of every layer alive, so it is not chunked; for large batches use
+        :meth:`jacobian` and :meth:`jacobian_param_grad`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Affine, Network, Tanh, losses
+        >>> rng = np.random.default_rng(0)
+        >>> net = Network([Affine(rng.normal(size=(2, 5))), Tanh(), Affine(rng.normal(size=(5, 2)))])
+        >>> X = rng.normal(size=(16, 2))
+        >>> J, pullback = net.jacobian_and_pullback(X)
+        >>> d, d_grad = losses.det(J)
+        >>> grads = pullback((2 * (d - 1) / len(d))[:, None, None] * d_grad)  # of mean((det J - 1)**2)
+        >>> [g.shape for g in grads]
+        [(2, 5), (5, 2)]
+        """
+        x = as_input(x, self.d_in, "Network.jacobian_and_pullback")
+        self._require_param_grads("Network.jacobian_and_pullback", tangents=True)
+        J, pullback = self._tangents_and_pullback(x)
+        shape = J.shape
+
+        def checked_pullback(grad_J: npt.ArrayLike) -> list[Array]:
+            return pullback(_direction(grad_J, shape, "pullback", "grad_J", broadcast=False))
+
+        return J, checked_pullback
+
     def _jacobian_param_grad(self, x: Array, G: Array) -> list[Array]:
-        """Reverse over forward: the tangent pass, then the adjoints of values and tangents.
+        return self._tangents_and_pullback(x)[1](G)
+
+    def _tangents_and_pullback(self, x: Array) -> tuple[Array, Callable[[Array], list[Array]]]:
+        """Reverse over forward: the tangent pass now, the adjoints in the pullback.
 
         Forward: ``z_l = f_l(z_{l-1})`` and ``T_l = tangent_l(T_{l-1})`` with
         ``T_0 = I``, so that ``J = T_L^T``.  Backward, from ``dT_L = G^T`` and
@@ -597,31 +633,49 @@ class Network:
         """
         outputs, caches = self._trace(x)
         d = x.shape[-1]
+        # an elementwise layer's f' and f'' are computed once and used four times
+        derivatives: list[Any] = [
+            cast(Elementwise, layer).fprimes(*cache) if elementwise else None
+            for layer, cache, elementwise in zip(self.layers, caches, self._elementwise)
+        ]
         T: Array = np.broadcast_to(np.eye(d, dtype=x.dtype), x.shape[:-1] + (d, d))
         tangents_in = []
-        for layer, cache in zip(self.layers, caches):
+        for index, (layer, cache) in enumerate(zip(self.layers, caches)):
             tangents_in.append(T)
-            T = layer.tangent(T, cache)
-        dT = np.swapaxes(G, -1, -2)  # the adjoint of T_L = J^T
-        dz: Optional[Array] = None  # the adjoint of the values: J does not depend on the output
-        grads: list[list[Array]] = []
-        for index in range(len(self.layers) - 1, -1, -1):
-            layer, cache, T_in = self.layers[index], caches[index], tangents_in[index]
-            layer_grads = []
-            if layer.params:
-                layer_grads = layer.tangent_param_grad(dT, T_in, cache)
-                if dz is not None:
-                    layer_grads = [a + b for a, b in zip(layer_grads, layer.param_grad(dz, cache))]
-            grads.append(layer_grads)
-            if index == 0:
-                break
-            dz_in = None if dz is None else layer.backward(dz[..., None, :], cache)[..., 0, :]
-            if not layer.constant_jacobian:
-                bend = layer.tangent_grad(dT, T_in, cache)
-                dz_in = bend if dz_in is None else dz_in + bend
-            dz = dz_in
-            dT = layer.backward(dT, cache)
-        return [grad for layer_grads in grads[::-1] for grad in layer_grads]
+            f = derivatives[index]
+            T = T * f[0][..., None, :] if f is not None else layer.tangent(T, cache)
+        J = np.ascontiguousarray(np.swapaxes(T, -1, -2))
+
+        def pullback(G: Array) -> list[Array]:
+            dT = np.swapaxes(G, -1, -2)  # the adjoint of T_L = J^T
+            dz: Optional[Array] = None  # the adjoint of the values: J does not depend on the output
+            grads: list[list[Array]] = []
+            for index in range(len(self.layers) - 1, -1, -1):
+                layer, cache, T_in, f = self.layers[index], caches[index], tangents_in[index], derivatives[index]
+                layer_grads = []
+                if layer.params:
+                    layer_grads = layer.tangent_param_grad(dT, T_in, cache)
+                    if dz is not None:
+                        layer_grads = [a + b for a, b in zip(layer_grads, layer.param_grad(dz, cache))]
+                grads.append(layer_grads)
+                if index == 0:
+                    break
+                if f is not None:  # elementwise: dz_in = f' dz + f'' sum_k dT_k T_k
+                    dz_in = (dT * T_in).sum(axis=-2)
+                    dz_in *= f[1]
+                    if dz is not None:
+                        dz_in += dz * f[0]
+                    dz, dT = dz_in, dT * f[0][..., None, :]
+                    continue
+                dz_in = None if dz is None else layer.backward(dz[..., None, :], cache)[..., 0, :]
+                if not layer.constant_jacobian:
+                    bend = layer.tangent_grad(dT, T_in, cache)
+                    dz_in = bend if dz_in is None else dz_in + bend
+                dz = dz_in
+                dT = layer.backward(dT, cache)
+            return [grad for layer_grads in grads[::-1] for grad in layer_grads]
+
+        return J, pullback
 
     def _require_param_grads(self, what: str, tangents: bool) -> None:
         lacking = []

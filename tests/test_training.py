@@ -100,6 +100,19 @@ def test_param_gradients_through_heads_of_deep_networks(head, net, rng):
     assert jn.check_param_grads(deep, rng.normal(size=2), rng=rng)  # one point
 
 
+def test_jacobian_and_pullback_equal_the_separate_calls(net, rng):
+    X, G = rng.normal(size=(6, 2)), rng.normal(size=(6, 2, 2))
+    J, pullback = net.jacobian_and_pullback(X)
+    np.testing.assert_allclose(J, net.jacobian(X), rtol=1e-13, atol=1e-15)
+    assert J.flags.c_contiguous and J.flags.writeable
+    for a, b in zip(pullback(G), net.jacobian_param_grad(X, G)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match=r"pullback expects grad_J of shape \(6, 2, 2\); got shape \(2, 2\)"):
+        pullback(G[0])
+    J1, pullback1 = net.jacobian_and_pullback(X[0])  # one point
+    assert J1.shape == (2, 2) and [g.shape for g in pullback1(G[0])] == [p.shape for p in net.params]
+
+
 def test_jacobian_param_grad_is_chunked_exactly(net, rng, budget):
     X, G = rng.normal(size=(9, 2)), rng.normal(size=(9, 2, 2))
     whole = net.jacobian_param_grad(X, G)
@@ -177,7 +190,7 @@ def test_gradient_shape_errors(net):
 
 
 @pytest.mark.parametrize("loss", [losses.det, losses.log_abs_det, losses.frobenius_squared])
-@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 6])  # det: closed forms up to 3, SVD above
 def test_losses_match_central_differences(loss, d, rng):
     J = rng.normal(size=(4, d, d)) + 2 * np.eye(d)
     value, grad = loss(J)
@@ -190,10 +203,15 @@ def test_losses_match_central_differences(loss, d, rng):
 def test_det_value_and_sign_and_singular_gradient(rng):
     J = rng.normal(size=(6, 3, 3))
     np.testing.assert_allclose(losses.det(J)[0], np.linalg.det(J), rtol=1e-12)
-    singular = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.0, 1.0, 1.0]])
-    value, grad = losses.det(singular)
-    assert abs(value) < 1e-12
-    np.testing.assert_allclose(grad, jn.numerical_jacobian(lambda A: losses.det(A)[0], singular), atol=1e-8)
+    for singular in (
+        np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.0, 1.0, 1.0]]),
+        np.array([[1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0], [0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 2.0, 1.0]]),
+    ):
+        value, grad = losses.det(singular)
+        assert abs(value) < 1e-12
+        np.testing.assert_allclose(grad, jn.numerical_jacobian(lambda A: losses.det(A)[0], singular), atol=1e-8)
+    J = rng.normal(size=(6, 5, 5))
+    np.testing.assert_allclose(losses.det(J)[0], np.linalg.det(J), rtol=1e-12)
 
 
 def test_log_abs_det_is_sign_safe_and_rejects_singular():
@@ -255,9 +273,10 @@ def test_example_train_a_tanh_map_to_unit_jacobian_determinant(rng):
 
     def objective(theta):
         net.set_flat_params(theta)
-        d, d_grad = losses.det(net.jacobian(X))
-        grad_J = (2 * (d - 1) / len(d))[:, None, None] * d_grad
-        return np.mean((d - 1) ** 2), np.concatenate([g.ravel() for g in net.jacobian_param_grad(X, grad_J)])
+        J, pullback = net.jacobian_and_pullback(X)
+        d, d_grad = losses.det(J)
+        grads = pullback((2 * (d - 1) / len(d))[:, None, None] * d_grad)
+        return np.mean((d - 1) ** 2), np.concatenate([g.ravel() for g in grads])
 
     theta0 = net.get_flat_params()
     start = objective(theta0)[0]
