@@ -335,3 +335,25 @@ def test_example_recover_an_input_from_its_output(net, rng):
     problem2 = TargetProblem(net, net.forward(x_true))
     result2 = minimize(problem2.fun_and_jac, np.zeros(2), jac=True, method="BFGS")
     assert result2.fun < 1e-9
+
+
+def test_det_loss_gradient_matches_torch_double_backward(net, rng):
+    torch = pytest.importorskip("torch")
+    X = rng.uniform(-1, 1, size=(32, 2))
+    J, pullback = net.jacobian_and_pullback(X)
+    d, d_grad = losses.det(J)
+    ours = pullback((2 * (d - 1) / len(d))[:, None, None] * d_grad)
+
+    params = [torch.tensor(p, requires_grad=True) for p in net.params]
+    W1, b1, W2, W3, b3 = params
+
+    def f(x):
+        return torch.tanh(torch.tanh(x @ W1 + b1) @ W2) @ W3 + b3
+
+    J_torch = torch.autograd.functional.jacobian(lambda x: f(x).sum(0), torch.tensor(X), create_graph=True)
+    loss = ((torch.linalg.det(J_torch.permute(1, 0, 2)) - 1) ** 2).mean()
+    loss.backward()
+    assert loss.item() == pytest.approx(np.mean((d - 1) ** 2), rel=1e-12)
+    for p, g in zip(params, ours):
+        expected = np.zeros(g.shape) if p.grad is None else p.grad.numpy()
+        np.testing.assert_allclose(g, expected, rtol=1e-10, atol=1e-13)
