@@ -18,7 +18,8 @@ from .activations import (
     Tanh,
 )
 from .affine import Affine
-from .errors import ZeroCurvatureWarning
+from .errors import ModelFileError, ZeroCurvatureWarning
+from .io import load, save
 from .checks import CheckResult, Comparison, check_layer, check_network, check_param_grads, numerical_jacobian
 from .layer import Elementwise, Layer
 from .network import Network, get_memory_budget, set_memory_budget
@@ -38,6 +39,7 @@ __all__ = [
     "Layer",
     "LeakyReLU",
     "LogSoftmax",
+    "ModelFileError",
     "Network",
     "ReLU",
     "SiLU",
@@ -51,6 +53,8 @@ __all__ = [
     "check_network",
     "check_param_grads",
     "get_memory_budget",
+    "load",
     "numerical_jacobian",
+    "save",
     "set_memory_budget",
 ]

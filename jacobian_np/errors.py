@@ -24,3 +24,21 @@ class ZeroCurvatureWarning(UserWarning):
     >>> [w.category.__name__ for w in caught], float(np.abs(H).max())
     (['ZeroCurvatureWarning'], 0.0)
     """
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded: truncated, not a model, or inconsistent.
+
+    Raised by :func:`jacobian_np.load` for every problem with the file's contents
+    (a missing file is ``FileNotFoundError``).  A subclass of ``ValueError``.
+
+    Examples
+    --------
+    >>> import io
+    >>> from jacobian_np import ModelFileError, load
+    >>> try:
+    ...     load(io.BytesIO(b"not a zip file"))
+    ... except ModelFileError as error:
+    ...     print(error)
+    not a jacobian_np model file (.npz): it is not a zip archive
+    """
