@@ -63,3 +63,112 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("jacobian-np ")
+
+
+# --- jacobian, check, info ----------------------------------------------------------
+
+import numpy as np  # noqa: E402
+
+import jacobian_np as jn  # noqa: E402
+from jacobian_np import __main__ as cli  # noqa: E402
+
+
+@pytest.fixture
+def model(tmp_path, rng):
+    net = jn.Network(
+        [jn.Affine(rng.normal(size=(3, 8)), rng.normal(size=8)), jn.Tanh(), jn.Affine(rng.normal(size=(8, 2)))]
+    )
+    path = tmp_path / "model.npz"
+    jn.save(net, path)
+    return net, str(path)
+
+
+def test_jacobian_command_writes_npy(model, tmp_path, rng, capsys):
+    net, path = model
+    X = rng.normal(size=(6, 3))
+    np.save(tmp_path / "x.npy", X)
+    out = str(tmp_path / "J.npy")
+    assert main(["jacobian", path, str(tmp_path / "x.npy"), "-o", out, "--mode", "forward", "--chunk-size", "4"]) == 0
+    np.testing.assert_allclose(np.load(out), net.jacobian(X), rtol=1e-13)
+    assert "wrote J of shape (6, 2, 3)" in capsys.readouterr().out
+
+
+def test_jacobian_command_one_point_and_csv(model, tmp_path, rng):
+    net, path = model
+    x = rng.normal(size=3)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["jacobian", path, str(tmp_path / "x.npy"), "-o", str(tmp_path / "J.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "J.npy"), net.jacobian(x), rtol=1e-13)
+    X = rng.normal(size=(4, 3))
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",")
+    assert main(["jacobian", path, str(tmp_path / "x.csv"), "-o", str(tmp_path / "J.csv")]) == 0
+    rows = np.loadtxt(tmp_path / "J.csv", delimiter=",")
+    assert rows.shape == (4, 6)  # one row per sample, J[i, j, k] in column j * d_in + k
+    np.testing.assert_allclose(rows.reshape(4, 2, 3), net.jacobian(X), rtol=1e-13)
+
+
+def test_progress_bar_when_the_batch_is_slow(model, tmp_path, rng, capsys, monkeypatch):
+    net, path = model
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 3)))
+    clock = iter(range(10**6))
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: float(next(clock)))  # each call: a second later
+    assert main(["jacobian", path, str(tmp_path / "x.npy"), "-o", str(tmp_path / "J.npy")]) == 0
+    err = capsys.readouterr().err
+    assert "300/300 samples" in err and "[" in err
+
+
+def test_no_progress_bar_when_fast(model, tmp_path, rng, capsys):
+    net, path = model
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 3)))
+    assert main(["jacobian", path, str(tmp_path / "x.npy"), "-o", str(tmp_path / "J.npy")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_info_command(model, capsys):
+    _, path = model
+    assert main(["info", path]) == 0
+    out = capsys.readouterr().out
+    assert "3 layers, d_in = 3, d_out = 2" in out
+    assert "Affine(d_in=3, d_out=8)" in out and "(32 parameters)" in out
+    assert "parameters: 48 (float64)" in out and "mode='auto' uses reverse" in out
+
+
+def test_check_command_passes_and_fails(model, capsys, monkeypatch):
+    _, path = model
+    assert main(["check", path, "--points", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "layer 1 Tanh(): ok" in out and "network: ok" in out and out.rstrip().endswith("passed")
+    original = jn.Tanh.fprime
+    monkeypatch.setattr(jn.Tanh, "fprime", lambda self, x, y: 1.01 * original(self, x, y))
+    assert main(["check", path]) == 1
+    out = capsys.readouterr().out
+    assert "layer 1 Tanh(): FAILED" in out and out.rstrip().endswith("FAILED")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["info", "absent.npz"], "no such model file: 'absent.npz'"),
+        (["info", "model.h5"], "MODEL must be a .npz file (jacobian_np.save) or an .onnx file; got 'model.h5'"),
+        (["jacobian", "{model}", "x.txt", "-o", "J.npy"], "INPUTS must be a .npy or .csv file; got 'x.txt'"),
+        (["jacobian", "{model}", "{wide}", "-o", "J.npy"], "expects x with last axis 3; got shape (2, 5)"),
+        (["jacobian", "{model}", "{inputs}", "-o", "J.txt"], "OUT must be a .npy or .csv file; got 'J.txt'"),
+        (["info", "{garbage}"], "not a jacobian_np model file (.npz): it is not a zip archive"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(argv, message, model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "wide.npy", np.ones((2, 5)))
+    np.save(tmp_path / "inputs.npy", np.ones((2, 3)))
+    (tmp_path / "garbage.npz").write_bytes(b"garbage")
+    names = {"model": model[1], "wide": "wide.npy", "inputs": "inputs.npy", "garbage": "garbage.npz"}
+    assert main([a.format(**names) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("jacobian-np: error: ") and message in err
+
+
+def test_missing_output_is_a_usage_error(model, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["jacobian", model[1], "x.npy"])
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: -o/--output" in capsys.readouterr().err
