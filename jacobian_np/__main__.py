@@ -10,6 +10,7 @@ usage errors exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Callable, Optional, Sequence
@@ -97,6 +98,8 @@ def read_model(path: str) -> Network:
 
 def read_inputs(path: str) -> np.ndarray:
     """Inputs from ``.npy`` (1-D or 2-D, no pickle) or ``.csv`` (one sample per row)."""
+    if path.endswith((".npy", ".csv")) and not os.path.exists(path):
+        raise FileNotFoundError(f"no such inputs file: {path!r}")
     if path.endswith(".npy"):
         try:
             return np.load(path, allow_pickle=False)
