@@ -19,6 +19,7 @@ from .activations import (
 )
 from .affine import Affine
 from .errors import ModelFileError, ZeroCurvatureWarning
+from .importers import from_onnx, from_sklearn, from_torch
 from .io import load, save
 from .checks import CheckResult, Comparison, check_layer, check_network, check_param_grads, numerical_jacobian
 from .layer import Elementwise, Layer
@@ -52,6 +53,9 @@ __all__ = [
     "check_layer",
     "check_network",
     "check_param_grads",
+    "from_onnx",
+    "from_sklearn",
+    "from_torch",
     "get_memory_budget",
     "load",
     "numerical_jacobian",

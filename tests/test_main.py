@@ -172,3 +172,30 @@ def test_missing_output_is_a_usage_error(model, capsys):
         main(["jacobian", model[1], "x.npy"])
     assert exit_info.value.code == 2
     assert "the following arguments are required: -o/--output" in capsys.readouterr().err
+
+
+def test_commands_read_onnx_models(tmp_path, rng, capsys):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    W1, b1, W2 = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(4, 2))
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["x", "W1", "b1"], ["h"]),
+            helper.make_node("Tanh", ["h"], ["a"]),
+            helper.make_node("MatMul", ["a", "W2"], ["y"]),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 2])],
+        [numpy_helper.from_array(a, name) for a, name in ((W1, "W1"), (b1, "b1"), (W2, "W2"))],
+    )
+    path = str(tmp_path / "model.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert main(["info", path]) == 0
+    assert "3 layers, d_in = 3, d_out = 2" in capsys.readouterr().out
+    X = rng.normal(size=(5, 3))
+    np.save(tmp_path / "x.npy", X)
+    assert main(["jacobian", path, str(tmp_path / "x.npy"), "-o", str(tmp_path / "J.npy")]) == 0
+    reference = jn.Network([jn.Affine(W1, b1), jn.Tanh(), jn.Affine(W2)])
+    np.testing.assert_allclose(np.load(tmp_path / "J.npy"), reference.jacobian(X), rtol=1e-13)
