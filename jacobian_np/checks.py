@@ -322,7 +322,7 @@ def check_layer(
     Parameters
     ----------
     layer : Layer
-    x : array_like of shape (*batch, d_in)
+    x : array_like of shape ``(*batch, d_in)``
         Where to check; converted to ``dtype``.  Keep it away from kinks (ReLU at 0).
     eps : float, optional
         Relative finite-difference step (see :func:`numerical_jacobian`).

@@ -92,12 +92,12 @@ class Layer(abc.ABC):
 
         Parameters
         ----------
-        x : ndarray of shape (*batch, d_in)
+        x : ndarray of shape ``(*batch, d_in)``
             Input; never modified.
 
         Returns
         -------
-        y : ndarray of shape (*batch, d_out)
+        y : ndarray of shape ``(*batch, d_out)``
             Output.
         cache : object
             Whatever :meth:`backward` needs, passed back to it unchanged.
@@ -109,7 +109,7 @@ class Layer(abc.ABC):
 
         Parameters
         ----------
-        dy : ndarray of shape (*batch, M, d_out)
+        dy : ndarray of shape ``(*batch, M, d_out)``
             ``M`` rows of derivatives with respect to this layer's output, per sample.
             Never modified; it may be a read-only view.
         cache : object
@@ -117,7 +117,7 @@ class Layer(abc.ABC):
 
         Returns
         -------
-        dx : ndarray of shape (*batch, M, d_in)
+        dx : ndarray of shape ``(*batch, M, d_in)``
             ``dx[..., m, :] = dy[..., m, :] @ J`` where ``J`` is the layer's
             ``(d_out, d_in)`` Jacobian at each sample.
         """
@@ -131,14 +131,14 @@ class Layer(abc.ABC):
 
         Parameters
         ----------
-        y : ndarray of shape (*batch, d_out)
+        y : ndarray of shape ``(*batch, d_out)``
             The output returned by :meth:`forward`.
         cache : object
             The cache returned by :meth:`forward`.
 
         Returns
         -------
-        J : ndarray of shape (*batch, d_out, d_in)
+        J : ndarray of shape ``(*batch, d_out, d_in)``
             ``J[..., j, k] = d y[..., j] / d x[..., k]``.  May be a read-only view.
 
         Examples
@@ -162,7 +162,7 @@ class Layer(abc.ABC):
 
         Parameters
         ----------
-        dx : ndarray of shape (*batch, K, d_in)
+        dx : ndarray of shape ``(*batch, K, d_in)``
             ``K`` tangent directions at this layer's input, per sample.  Never
             modified; it may be a read-only view.
         cache : object
@@ -170,7 +170,7 @@ class Layer(abc.ABC):
 
         Returns
         -------
-        dy : ndarray of shape (*batch, K, d_out)
+        dy : ndarray of shape ``(*batch, K, d_out)``
             ``dy[..., k, :] = J @ dx[..., k, :]`` where ``J`` is the layer's
             ``(d_out, d_in)`` Jacobian at each sample.
 
@@ -196,14 +196,14 @@ class Layer(abc.ABC):
 
         Parameters
         ----------
-        u, v : ndarray of shape (*batch, P, d_in)
+        u, v : ndarray of shape ``(*batch, P, d_in)``
             ``P`` pairs of directions at this layer's input, per sample.
         cache : object
             The cache returned by :meth:`forward`.
 
         Returns
         -------
-        ndarray of shape (*batch, P, d_out)
+        ndarray of shape ``(*batch, P, d_out)``
             ``D^2 f(x)[u_p, v_p]``: for each output ``j``,
             ``sum_ab d^2 y_j / dx_a dx_b * u_p[a] * v_p[b]``.
 
@@ -233,16 +233,16 @@ class Layer(abc.ABC):
 
         Parameters
         ----------
-        w : ndarray of shape (*batch, K, d_out)
+        w : ndarray of shape ``(*batch, K, d_out)``
             Adjoints of the output tangents.
-        u : ndarray of shape (*batch, K, d_in)
+        u : ndarray of shape ``(*batch, K, d_in)``
             The input tangents.
         cache : object
             The cache returned by :meth:`forward`.
 
         Returns
         -------
-        ndarray of shape (*batch, d_in)
+        ndarray of shape ``(*batch, d_in)``
 
         Examples
         --------
