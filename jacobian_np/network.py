@@ -811,18 +811,9 @@ class Network:
             )
         d = x.shape[-1]
         pairs = d * (d + 1) // 2 if kind == "hessian" else d
-        compute = lambda part: (self._second_tangents(part, kind == "hessian"),)  # noqa: E731
-        if x.ndim == 2:
-            if chunk_size is None:
-                chunk_size = self._auto_chunk_size(x, d + pairs)
-            else:
-                chunk_size = _positive_int(chunk_size, f"Network.{kind}", "chunk_size")
-            if len(x) > chunk_size:
-                (S,) = self._chunked(compute, x, chunk_size)
-                return self._assemble(S, d, kind)
-        elif chunk_size is not None:
-            _positive_int(chunk_size, f"Network.{kind}", "chunk_size")
-        (S,) = compute(x)
+        (S,) = self._batched(
+            lambda part: (self._second_tangents(part, kind == "hessian"),), x, chunk_size, d + pairs, f"Network.{kind}"
+        )
         return self._assemble(S, d, kind)
 
     def _second_tangents(self, x: Array, all_pairs: bool) -> Array:
@@ -899,15 +890,12 @@ class Network:
         """Validate the arguments; then the Jacobian, and ``y`` if ``with_value``, in chunks."""
         x = as_input(x, self.d_in, "Network")
         mode = self._auto_mode if mode == "auto" else self._resolve_mode(mode)
-        if chunk_size is not None:
-            chunk_size = _positive_int(chunk_size, "Network", "chunk_size")
-        if x.ndim == 2:
-            if chunk_size is None:  # rows carried: d_in tangents or d_out rows per sample
-                rows = x.shape[-1] if mode == "forward" else self.d_out or x.shape[-1]
-                chunk_size = self._auto_chunk_size(x, rows)
-            if len(x) > chunk_size:
-                return self._chunked(lambda part: self._value_and_jacobian(part, mode, with_value), x, chunk_size)
-        return self._value_and_jacobian(x, mode, with_value)
+        if x.ndim == 1 and chunk_size is None:  # one point, nothing to chunk: the hot path of small nets
+            return self._value_and_jacobian(x, mode, with_value)
+        rows = x.shape[-1] if mode == "forward" else self.d_out or x.shape[-1]  # carried per sample
+        return self._batched(
+            lambda part: self._value_and_jacobian(part, mode, with_value), x, chunk_size, rows, "Network"
+        )
 
     def _value_and_jacobian(self, x: Array, mode: str, with_value: bool) -> tuple[Optional[Array], Array]:
         if mode == "reverse":
@@ -979,6 +967,19 @@ class Network:
                 block = getattr(layer, method)(block, caches[index])
                 owned = fresh[index]
         return block
+
+    def _batched(
+        self, compute: Callable[[Array], tuple], x: Array, chunk_size: Optional[int], rows: int, owner: str
+    ) -> tuple:
+        """``compute(x)``, a batch in chunks of ``chunk_size`` samples (validated), or
+        by default of as many as the memory budget allows for ``rows`` rows per sample."""
+        if chunk_size is not None:
+            chunk_size = _positive_int(chunk_size, owner, "chunk_size")
+        if x.ndim == 2:
+            chunk = self._auto_chunk_size(x, rows) if chunk_size is None else chunk_size
+            if len(x) > chunk:
+                return self._chunked(compute, x, chunk)
+        return compute(x)
 
     @staticmethod
     def _chunked(compute: Callable[[Array], tuple], x: Array, chunk: int) -> tuple:
