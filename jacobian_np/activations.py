@@ -575,21 +575,13 @@ class GELU(Elementwise):
         return y
 
     def fprime(self, x: Array, y: Array) -> Array:
-        xc = np.clip(x, -_GAUSSIAN_CLIP, _GAUSSIAN_CLIP)
-        d = xc * xc
-        d *= -0.5
-        np.exp(d, d)
-        d *= _INV_SQRT_2PI  # phi(x)
+        xc, _, d = _normal_density(x)
         d *= xc
         d += ndtr(x)
         return d
 
     def fsecond(self, x: Array, y: Array) -> Array:
-        xc = np.clip(x, -_GAUSSIAN_CLIP, _GAUSSIAN_CLIP)
-        square = xc * xc
-        d = square * -0.5
-        np.exp(d, d)
-        d *= _INV_SQRT_2PI  # phi(x)
+        _, square, d = _normal_density(x)
         np.subtract(2, square, square)
         d *= square
         return d
@@ -690,6 +682,17 @@ _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 #: exp(-x**2 / 2) underflows to 0 beyond |x| = 38.6 in float64 (14 in float32):
 #: clipping |x| here changes no normal density, and x**2 cannot overflow.
 _GAUSSIAN_CLIP = 40.0
+
+
+def _normal_density(x: Array) -> tuple[Array, Array, Array]:
+    """``(xc, xc**2, phi(x))`` with ``xc = x`` clipped to ``+-_GAUSSIAN_CLIP``, where
+    ``phi`` has underflowed anyway: no overflow for any ``x``, infinities included."""
+    xc = np.clip(x, -_GAUSSIAN_CLIP, _GAUSSIAN_CLIP)
+    square = xc * xc
+    phi = square * -0.5
+    np.exp(phi, phi)
+    phi *= _INV_SQRT_2PI
+    return xc, square, phi
 
 
 def _sigmoid_prime(x: Array, s: Array) -> Array:
