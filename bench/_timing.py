@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
@@ -33,6 +34,22 @@ def allocator_note():
     if all(os.environ.get(k) == v for k, v in _ALLOCATOR.items()):
         return "glibc heap trimming off (MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_); --system-malloc for defaults"
     return "system malloc settings"
+
+
+def argument_parser(doc, repeats, repeats_help="interleaved repeats (default %(default)s)"):
+    """The options every benchmark takes: ``--system-malloc`` and ``--repeats``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--system-malloc", action="store_true", help="keep glibc's heap trimming")
+    parser.add_argument("--repeats", type=int, default=repeats, help=repeats_help)
+    return parser
+
+
+def start(repeats, detail=""):
+    """Re-run with the steady allocator if needed, then print the run's settings."""
+    steady_allocator()
+    print(environment())
+    print(allocator_note())
+    print(f"medians of {repeats} interleaved repeats{detail}\n")
 
 
 def environment():

@@ -20,10 +20,9 @@ interleaved repeats of a block of calls; results are checked equal before timing
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
-from _timing import allocator_note, environment, interleaved_medians, steady_allocator
+from _timing import argument_parser, interleaved_medians, start
 from scipy.special import expit
 
 import jacobian_np as jn
@@ -139,14 +138,8 @@ def check_equal(ours, reference, x, name):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--system-malloc", action="store_true", help="keep glibc's heap trimming")
-    parser.add_argument("--repeats", type=int, default=200)
-    args = parser.parse_args()
-    steady_allocator()
-    print(environment())
-    print(allocator_note())
-    print(f"medians of {args.repeats} interleaved repeats\n")
+    args = argument_parser(__doc__, 200).parse_args()
+    start(args.repeats)
     header = (
         f"{'workload':<38} {'forward':>9} {'fwd_bwd':>9} {'hand':>9} {'naive':>9} "
         f"{'fb/fwd':>7} {'ours/hand':>9} {'target':>7} {'ours/naive':>10}"

@@ -20,11 +20,10 @@ Target (issue 4): W3's second derivative <= 1.5 x the forward pass.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-from _timing import allocator_note, environment, interleaved_medians, steady_allocator
+from _timing import argument_parser, interleaved_medians, start
 from bench_modes import mlp
 
 import jacobian_np as jn
@@ -65,14 +64,8 @@ def jax_w3(net, X):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--system-malloc", action="store_true", help="keep glibc's heap trimming")
-    parser.add_argument("--repeats", type=int, default=30)
-    args = parser.parse_args()
-    steady_allocator()
-    print(environment())
-    print(allocator_note())
-    print(f"medians of {args.repeats} interleaved repeats\n")
+    args = argument_parser(__doc__, 30).parse_args()
+    start(args.repeats)
 
     rng = np.random.default_rng(0)
     w3 = mlp(rng, [1, 50, 50, 50, 501], jn.Tanh)

@@ -23,12 +23,11 @@ Targets (issue 3): W5 >= 0.7 of the matmul rate; W3 <= 1.5 x forward; auto withi
 
 from __future__ import annotations
 
-import argparse
 import time
 import tracemalloc
 
 import numpy as np
-from _timing import allocator_note, environment, interleaved_medians, steady_allocator
+from _timing import argument_parser, interleaved_medians, start
 
 import jacobian_np as jn
 
@@ -86,14 +85,8 @@ def peak_memory(f, x):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--system-malloc", action="store_true", help="keep glibc's heap trimming")
-    parser.add_argument("--repeats", type=int, default=20)
-    args = parser.parse_args()
-    steady_allocator()
-    print(environment())
-    print(allocator_note())
-    print(f"medians of {args.repeats} interleaved repeats; memory budget {jn.get_memory_budget() / 2**20:g} MiB\n")
+    args = argument_parser(__doc__, 20).parse_args()
+    start(args.repeats, f"; memory budget {jn.get_memory_budget() / 2**20:g} MiB")
     header = (
         f"{'workload':<38} {'forward':>9} {'reverse':>9} {'fwd mode':>9} {'auto':>9} {'picks':>8} "
         f"{'best/fwd':>8} {'auto/best':>9}"

@@ -68,7 +68,6 @@ smoke test and cannot be combined with ``--write``.
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import os
 import platform
@@ -77,7 +76,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _timing import allocator_note, environment, interleaved_medians, steady_allocator
+from _timing import allocator_note, argument_parser, environment, interleaved_medians, steady_allocator
+from bench_modes import mlp
+from bench_training import det_step as training_step
 
 import jacobian_np as jn
 from jacobian_np import losses
@@ -95,18 +96,6 @@ ACTIVATIONS = {jn.ReLU: "relu", jn.Tanh: "tanh", jn.Sigmoid: "sigmoid", jn.Softm
 # --- networks and our side of every task -------------------------------------------
 
 
-def mlp(rng, widths, hidden, out=None):
-    """Affine layers with ``hidden`` after each but the last, ``out`` after the last."""
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(jn.Affine(rng.normal(0, 1 / np.sqrt(a), (a, b)), rng.normal(0, 0.1, b)))
-        if i < len(widths) - 2:
-            layers.append(hidden())
-        elif out is not None:
-            layers.append(out())
-    return jn.Network(layers)
-
-
 def describe(net):
     """The network as ``[("affine", W, b) | (activation name,)]`` for the peers."""
     spec = []
@@ -119,10 +108,9 @@ def describe(net):
 
 
 def det_step(net, X):
-    """The loss and its gradient with respect to every parameter (bench_training.py)."""
-    J, pullback = net.jacobian_and_pullback(X)
-    d, d_grad = losses.det(J)
-    return (np.mean((d - 1) ** 2), *pullback((2 * (d - 1) / len(d))[:, None, None] * d_grad))
+    """The det-loss step of bench_training.py, as a flat tuple (loss, *gradients)."""
+    loss, grads = training_step(net, X)
+    return (loss, *grads)
 
 
 def ours_methods(task, net, X):
@@ -193,7 +181,20 @@ SWEEPS = {  # batch-size sweeps for the plot, on the networks of these workloads
 # ``to_numpy(result)`` gives the tuple of NumPy arrays that ours returns.
 
 
-class Autograd:
+class Peer:
+    """A library under comparison; ``act`` maps activation names to its functions."""
+
+    act: dict
+
+    def apply(self, spec, params, x):
+        """The network of ``spec`` (from ``describe``) with ``params``, in the peer's arrays."""
+        it = iter(params)
+        for layer in spec:
+            x = x @ next(it) + next(it) if layer[0] == "affine" else self.act[layer[0]](x)
+        return x
+
+
+class Autograd(Peer):
     library = "autograd"
 
     def __init__(self):
@@ -209,12 +210,6 @@ class Autograd:
             return e / anp.sum(e, axis=-1, keepdims=True)
 
         self.act = {"relu": lambda z: anp.maximum(z, 0.0), "tanh": anp.tanh, "sigmoid": expit, "softmax": softmax}
-
-    def apply(self, spec, params, x):
-        it = iter(params)
-        for layer in spec:
-            x = x @ next(it) + next(it) if layer[0] == "affine" else self.act[layer[0]](x)
-        return x
 
     def methods(self, task, spec, X):
         ag, anp = self.ag, self.np
@@ -253,7 +248,7 @@ class Autograd:
         raise ValueError(task)
 
 
-class Jax:
+class Jax(Peer):
     library = "JAX"
 
     def __init__(self):
@@ -265,12 +260,6 @@ class Jax:
         self.version = f"{jax.__version__} (jaxlib {importlib.metadata.version('jaxlib')})"
         self.act = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "softmax": jax.nn.softmax}
         self.devices = ", ".join(str(d) for d in jax.devices())
-
-    def apply(self, spec, params, x):
-        it = iter(params)
-        for layer in spec:
-            x = x @ next(it) + next(it) if layer[0] == "affine" else self.act[layer[0]](x)
-        return x
 
     def methods(self, task, spec, X):
         jax, jnp = self.jax, self.jnp
@@ -318,7 +307,7 @@ class Jax:
         return out
 
 
-class Torch:
+class Torch(Peer):
     library = "PyTorch"
 
     def __init__(self, threads):
@@ -335,12 +324,6 @@ class Torch:
             "sigmoid": torch.sigmoid,
             "softmax": lambda z: torch.softmax(z, dim=-1),
         }
-
-    def apply(self, spec, params, x):
-        it = iter(params)
-        for layer in spec:
-            x = x @ next(it) + next(it) if layer[0] == "affine" else self.act[layer[0]](x)
-        return x
 
     def methods(self, task, spec, X):
         torch = self.torch
@@ -684,9 +667,7 @@ def plot(sweeps, path, threads):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--system-malloc", action="store_true", help="keep glibc's heap trimming")
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats per group (default 20)")
+    parser = argument_parser(__doc__, None, "interleaved repeats per group (default 20)")
     parser.add_argument("--budget", type=float, default=12.0,
                         help="seconds of timing per group: slow groups get fewer repeats (at least 5)")
     parser.add_argument("--threads", type=int, default=1,

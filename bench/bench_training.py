@@ -17,11 +17,10 @@ Target (issue 5): det-loss step <= 6 x forward (the question reported 12 x in Py
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-from _timing import allocator_note, environment, interleaved_medians, steady_allocator
+from _timing import argument_parser, interleaved_medians, start
 
 import jacobian_np as jn
 from jacobian_np import losses
@@ -80,14 +79,8 @@ def torch_det_step(net, X):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--system-malloc", action="store_true", help="keep glibc's heap trimming")
-    parser.add_argument("--repeats", type=int, default=200)
-    args = parser.parse_args()
-    steady_allocator()
-    print(environment())
-    print(allocator_note())
-    print(f"medians of {args.repeats} interleaved repeats\n")
+    args = argument_parser(__doc__, 200).parse_args()
+    start(args.repeats)
 
     rng = np.random.default_rng(0)
     net = network(rng)
