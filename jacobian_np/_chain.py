@@ -36,20 +36,31 @@ class Chain(Composite):
     def _trace(self, x: Array, stop: int) -> tuple[Array, Cache]:
         """Values and caches through ``layers[:stop]``; the later layers get ``None``
         caches (a pass that needs no values there: constant Jacobians)."""
-        caches: list[Any] = []
+        x_in, caches = x, []
+        try:
+            for layer in self.layers[:stop]:
+                x, cache = layer.forward_with_cache(x)
+                caches.append(cache)
+        except ValueError:  # perhaps a width error from the layer after the culprit
+            self._find_wrong_width(x_in, stop)
+            raise
+        if stop == len(self.layers) and self.d_out is not None and x.shape[-1] != self.d_out:
+            self._find_wrong_width(x_in, stop)
+        caches += [None] * (len(self.layers) - stop)
+        return x, caches
+
+    def _find_wrong_width(self, x: Array, stop: int) -> None:
+        """Raise ``ValueError`` naming the first layer whose output has the wrong shape."""
         for index in range(stop):
             layer = self.layers[index]
-            y, cache = layer.forward_with_cache(x)
+            y, _ = layer.forward_with_cache(x)
             expected = x.shape[-1] if layer.d_out is None else layer.d_out
             if y.shape[:-1] != x.shape[:-1] or y.shape[-1] != expected:
                 raise ValueError(
                     f"{self._child_name(index)} returned shape {y.shape} for an input of shape "
                     f"{x.shape}; expected {x.shape[:-1] + (expected,)}. Fix the layer's forward, or its d_out."
                 )
-            caches.append(cache)
             x = y
-        caches += [None] * (len(self.layers) - stop)
-        return x, caches
 
     def _caches(self, cache: Cache) -> list:
         return [None] * len(self.layers) if cache is None else cache
