@@ -414,10 +414,12 @@ def _jacobian_in_chunks(
     start = time.perf_counter()
     J[:step] = net.jacobian(x[:step], mode=mode, chunk_size=chunk_size)
     reporter = Progress(n, (time.perf_counter() - start) / min(step, n), progress)
-    for begin in range(step, n, step):
-        J[begin : begin + step] = net.jacobian(x[begin : begin + step], mode=mode, chunk_size=chunk_size)
-        reporter.update(min(n, begin + step))
-    reporter.close()
+    try:
+        for begin in range(step, n, step):
+            J[begin : begin + step] = net.jacobian(x[begin : begin + step], mode=mode, chunk_size=chunk_size)
+            reporter.update(min(n, begin + step))
+    finally:
+        reporter.close()  # an error message starts on a line of its own
     return J
 
 
