@@ -29,6 +29,7 @@ from ._validation import as_input
 from .activations import ReLU, Softmax
 from .affine import Affine
 from .checks import check_layer, check_network
+from .composite import Parallel, Residual
 from .io import _read_model_file
 from .network import Network
 
@@ -450,7 +451,7 @@ def check(args: argparse.Namespace) -> int:
         print(f"  layer {index} {layer!r}: {'ok' if result else 'FAILED'}, max rel error {result.max_rel_error:.1e}")
         if not result:
             print("    " + str(result).replace("\n", "\n    "))
-        h = layer.forward(h)[0]
+        h = layer.forward_with_cache(h)[0]  # a nested Network's forward returns y alone
     result = check_network(net, x)
     ok &= bool(result)
     print(f"  network: {'ok' if result else 'FAILED'}, max rel error {result.max_rel_error:.1e}")
@@ -477,15 +478,10 @@ def _check_points_from_file(args: argparse.Namespace, d_in: int, rng: np.random.
 
 
 def info(args: argparse.Namespace) -> int:
-    """Layers, widths, parameter count and mode costs of a model."""
+    """Layers (nested ones indented), widths, parameter count and mode costs of a model."""
     net = read_model(args.model).network
     print(f"{args.model}: {len(net.layers)} layers, d_in = {net.d_in}, d_out = {net.d_out}")
-    width = net.d_in
-    for index, layer in enumerate(net.layers):
-        out = layer.d_out if layer.d_out is not None else width
-        count = sum(p.size for p in layer.params)
-        print(f"  {index:>3}  {layer!r:<32} {width} -> {out}" + (f"  ({count} parameters)" if count else ""))
-        width = out
+    _print_layers(net.layers, net.d_in, "  ", [f"{index:>3}" for index in range(len(net.layers))])
     total = sum(p.size for p in net.params)
     dtypes = sorted({str(p.dtype) for p in net.params}) or ["none"]
     print(f"parameters: {total} ({', '.join(dtypes)})")
@@ -497,6 +493,38 @@ def info(args: argparse.Namespace) -> int:
             + f"; mode='auto' uses {net._auto_mode}"
         )
     return 0
+
+
+def _print_layers(layers: Sequence[Any], width: Optional[int], indent: str, labels: Sequence[str]) -> Optional[int]:
+    """One line per layer, ``label  repr  width_in -> width_out  (parameters)``; the
+    layers inside a ``Network``, ``Residual`` or ``Parallel`` below it, indented.
+    Returns the output width of a chain of ``layers``."""
+    for label, layer in zip(labels, layers):
+        out = width if width is None else layer.footprint(width)[0]
+        count = sum(p.size for p in layer.params)
+        line = f"{indent}{label}  {type(layer).__name__ if _inner(layer) else repr(layer)}"
+        print(f"{line:<41} {width} -> {out}" + (f"  ({count} parameters)" if count else ""))
+        inner = _inner(layer)
+        if inner is not None:
+            names, children, chained = inner
+            if chained:
+                _print_layers(children, width, indent + "     ", names)
+            else:
+                for name, child in zip(names, children):
+                    _print_layers([child], width, indent + "     ", [name])
+        width = out
+    return width
+
+
+def _inner(layer: Any) -> Optional[tuple[list[str], Sequence[Any], bool]]:
+    """The sub-layers of a composite layer: their labels, the layers, and whether they form a chain."""
+    if isinstance(layer, Network):
+        return [f"{index:>3}" for index in range(len(layer.layers))], layer.layers, True
+    if isinstance(layer, Residual):
+        return [f"block (scale {layer.scale:g})"], [layer.block], False
+    if isinstance(layer, Parallel):
+        return [f"branch {index}" for index in range(len(layer.branches))], layer.branches, False
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:

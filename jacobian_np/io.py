@@ -11,18 +11,28 @@ A model file (format version 2) is a NumPy ``.npz`` archive holding
   ``layers.0.b``, ``layers.2.block.layers.0.W``, ...
 
 where ``LAYER`` describes one layer as a JSON object with its ``"type"``, its
-settings (numbers), its sub-layers (a layer for ``"block"``, a list of layers for
-``"layers"`` or ``"branches"``) and the names of its parameter arrays::
+settings (numbers: ``alpha``, ``scale``, ``eps``, ``d``), its sub-layers (one
+layer for a ``Residual``'s ``"block"``, a list for a ``Network``'s ``"layers"``
+and a ``Parallel``'s ``"branches"``) and the names of its parameter arrays
+(``W``, ``b``; ``weight``, ``bias``)::
 
     {"type": "Network", "layers": [
         {"type": "Affine", "params": {"W": "layers.0.W", "b": "layers.0.b"}},
-        {"type": "LeakyReLU", "alpha": 0.1},
+        {"type": "Residual", "scale": 0.5, "block": {"type": "Network", "layers": [
+            {"type": "Affine", "params": {"W": "layers.1.block.layers.0.W"}},
+            {"type": "Tanh"}]}},
+        {"type": "LayerNorm", "d": 3, "eps": 1e-05,
+         "params": {"weight": "layers.2.weight", "bias": "layers.2.bias"}},
+        {"type": "Parallel", "branches": [
+            {"type": "Affine", "params": {"W": "layers.3.branches.0.W"}},
+            {"type": "LeakyReLU", "alpha": 0.1}]},
         {"shared": "layers.0"}]}
 
 ``{"shared": PATH}`` is a layer object that occurs more than once (its parameters
-are stored once, and stay shared after loading); ``PATH`` is where it was
-described first.  Version 1 files (a JSON list ``layers`` of flat layers and
-arrays ``layer<i>.W``, ``layer<i>.b``) still load.
+are stored once and stay shared after loading); ``PATH`` is where it was
+described first.  Layers nest at most ``MAX_DEPTH`` deep.  Version 1 files (a
+JSON list ``layers`` of flat layers and arrays ``layer<i>.W``, ``layer<i>.b``)
+still load.
 
 :func:`load` never unpickles (nothing in the file can run code), reads array data
 in chunks straight into the layers' parameters after checking the declared sizes
@@ -49,9 +59,11 @@ from . import _npy, activations
 from ._typing import Array
 from ._validation import as_float_array
 from .affine import Affine
+from .composite import Parallel, Residual
 from .errors import ModelFileError
 from .layer import Layer
 from .network import Network
+from .normalization import LayerNorm
 
 FORMAT = "jacobian_np"
 VERSION = 2
@@ -77,10 +89,23 @@ class _Kind:
 
     cls: type
     settings: tuple[str, ...] = ()  # finite real numbers
+    int_settings: tuple[str, ...] = ()  # positive integers
     params: tuple[str, ...] = ()  # parameter arrays
     optional_params: tuple[str, ...] = ()  # parameters that may be None (absent from the file)
+    child: Optional[str] = None  # attribute holding one sub-layer
     children: Optional[str] = None  # attribute holding a sequence of sub-layers
-    child_label: str = ""  # how one of them is named in messages
+    child_label: str = ""  # how one of those is named in messages
+
+    def sub_layers(self, layer: Any) -> list[tuple[str, str, Any]]:
+        """``(path suffix, label, sub-layer)`` of each sub-layer of ``layer``."""
+        if self.child is not None:
+            return [(self.child, self.child, getattr(layer, self.child))]
+        if self.children is not None:
+            return [
+                (f"{self.children}.{index}", f"{self.child_label} {index}", child)
+                for index, child in enumerate(getattr(layer, self.children))
+            ]
+        return []
 
 
 _ACTIVATIONS = (
@@ -93,7 +118,10 @@ _KINDS: dict[str, _Kind] = {
         name: _Kind(getattr(activations, name), settings=("alpha",) if name in ("LeakyReLU", "ELU") else ())
         for name in _ACTIVATIONS
     },
+    "LayerNorm": _Kind(LayerNorm, settings=("eps",), int_settings=("d",), params=("weight", "bias")),
     "Network": _Kind(Network, children="layers", child_label="layer"),
+    "Residual": _Kind(Residual, settings=("scale",), child="block"),
+    "Parallel": _Kind(Parallel, children="branches", child_label="branch"),
 }
 #: The layer types a version 1 file may hold.
 _V1_TYPES = frozenset(("Affine",) + _ACTIVATIONS)
@@ -106,11 +134,15 @@ def save(
     input_mean: Optional[npt.ArrayLike] = None,
     input_std: Optional[npt.ArrayLike] = None,
 ) -> None:
-    """Save a network of built-in layers to an ``.npz`` file.
+    """Save a network of built-in layers, composite and nested ones included, to an ``.npz`` file.
 
     Parameters
     ----------
     net : Network
+        Its layers are built-in layers, or ``Network``, ``Residual`` and
+        ``Parallel`` of them, to any depth up to ``MAX_DEPTH`` (64).  A layer
+        object used more than once is stored once and is shared again after
+        :func:`load`.
     path : str, path-like or binary file
         Where to write; NumPy adds ``.npz`` to a file name without it.
     input_mean, input_std : array_like of shape (d_in,), optional
@@ -126,8 +158,9 @@ def save(
         built-in layers (the message names it).
     ValueError
         If a parameter holds NaN or infinity (the message names the layer and the
-        parameter; nothing is written), or the input statistics do not have shape
-        ``(d_in,)``, are not finite, or a standard deviation is negative.
+        parameter; nothing is written), layers nest more than ``MAX_DEPTH`` deep, or
+        the input statistics do not have shape ``(d_in,)``, are not finite, or a
+        standard deviation is negative.
 
     See Also
     --------
@@ -284,11 +317,16 @@ class _Writer:
         entry: dict[str, Any] = {"type": name}
         for setting in kind.settings:
             entry[setting] = float(getattr(layer, setting))
-        if kind.children is not None:
-            entry[kind.children] = [
-                self.describe(child, _join(path, f"{kind.children}.{index}"), _child_where(where, name, kind, index), depth + 1)
-                for index, child in enumerate(getattr(layer, kind.children))
-            ]
+        for setting in kind.int_settings:
+            entry[setting] = int(getattr(layer, setting))
+        described = [
+            self.describe(child, _join(path, suffix), _child_where(where, name, label), depth + 1)
+            for suffix, label, child in kind.sub_layers(layer)
+        ]
+        if kind.child is not None:
+            entry[kind.child] = described[0]
+        elif kind.children is not None:
+            entry[kind.children] = described
         names = {}
         for param in kind.params:
             value = getattr(layer, param)
@@ -306,10 +344,9 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _child_where(where: str, name: str, kind: _Kind, index: int) -> str:
-    """How the ``index``-th sub-layer of a layer is named in messages."""
-    own = f"{kind.child_label} {index}"
-    return f"{where} ({name}) > {own}" if where else own
+def _child_where(where: str, name: str, label: str) -> str:
+    """How a sub-layer is named in messages: ``layer 3 (Residual) > block (Network) > layer 0``."""
+    return f"{where} ({name}) > {label}" if where else label
 
 
 def _check_finite_param(value: Array, label: str) -> None:
@@ -570,17 +607,28 @@ class _Builder:
             known = sorted(self.allowed) if self.allowed is not None else list(_KINDS)
             raise ModelFileError(f"{label}: unknown layer type {name!r:.40}; known: {', '.join(known)}")
         label = f"{where} ({name})" if where else name
-        keys = {"type", *kind.settings, *([kind.children] if kind.children else []), *(["params"] if kind.params else [])}
+        structure = [key for key in (kind.child, kind.children) if key is not None]
+        keys = {"type", *kind.settings, *kind.int_settings, *structure, *(["params"] if kind.params else [])}
         unknown = set(entry) - keys
         if unknown:
             raise ModelFileError(f"{label}: unexpected settings {', '.join(sorted(map(str, unknown)))[:200]}")
         kwargs: dict[str, Any] = {setting: _finite_number(entry.get(setting), setting, label) for setting in kind.settings}
+        kwargs.update({setting: _positive_integer(entry.get(setting), setting, label) for setting in kind.int_settings})
+        if kind.child is not None:
+            if kind.child not in entry:
+                raise ModelFileError(f"{label}: {kind.child!r} must describe a layer")
+            kwargs[kind.child] = self.layer(
+                entry[kind.child], _join(path, kind.child), _child_where(where, name, kind.child), depth + 1
+            )
         if kind.children is not None:
             children = entry.get(kind.children)
             if not isinstance(children, list) or not children:
                 raise ModelFileError(f"{label}: {kind.children!r} must be a non-empty list of layers")
             kwargs[kind.children] = [
-                self.layer(child, _join(path, f"{kind.children}.{index}"), _child_where(where, name, kind, index), depth + 1)
+                self.layer(
+                    child, _join(path, f"{kind.children}.{index}"),
+                    _child_where(where, name, f"{kind.child_label} {index}"), depth + 1,
+                )
                 for index, child in enumerate(children)
             ]
         headers = self._params(entry, kind, label)
@@ -615,6 +663,12 @@ class _Builder:
             elif param not in kind.optional_params:
                 raise ModelFileError(f"{label}: 'params' names no array for parameter {param}")
         return headers
+
+
+def _positive_integer(value: Any, setting: str, label: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise ModelFileError(f"{label}: setting {setting!r} must be a positive integer; got {str(value)[:40]}")
+    return value
 
 
 def _finite_number(value: Any, setting: str, label: str) -> float:

@@ -547,3 +547,109 @@ def test_version_1_files_hold_only_flat_layers(rng):
     nested_v1 = changed(rng, layers=np.array(json.dumps([{"type": "Network", "layers": [{"type": "Tanh"}]}])))
     with pytest.raises(jn.ModelFileError, match="layer 0: unknown layer type 'Network'"):
         jn.load(io.BytesIO(nested_v1))
+
+
+# --- composite layers and nested networks (format version 2) -------------------------------
+
+
+def composite_network(rng):
+    shared = jn.Affine(rng.normal(size=(3, 3)), rng.normal(size=3))
+    block = jn.Network([shared, jn.Tanh(), jn.Affine(rng.normal(size=(3, 3)))])
+    heads = jn.Parallel([jn.Affine(rng.normal(size=(3, 2))), jn.Network([jn.Affine(rng.normal(size=(3, 1))), jn.Sin()])])
+    return jn.Network(
+        [
+            jn.Affine(rng.normal(size=(4, 3)), rng.normal(size=3)),
+            jn.Residual(block, scale=0.5),
+            jn.LayerNorm(3, eps=1e-3, weight=rng.normal(size=3), bias=rng.normal(size=3)),
+            jn.Residual(jn.Network([jn.Residual(jn.Network([jn.GELU()]))])),  # nested three deep
+            shared,  # the same object as inside the block: one set of parameters
+            heads,
+            jn.LeakyReLU(0.3),
+        ]
+    )
+
+
+def test_composite_and_nested_networks_round_trip(rng):
+    net = composite_network(rng)
+    data = saved_bytes(net)
+    loaded = jn.load(io.BytesIO(data))
+    assert repr(loaded) == repr(net)
+    assert loaded.layers[4] is loaded.layers[1].block.layers[0]  # still shared
+    assert len(loaded.params) == len(net.params)
+    for a, b in zip(loaded.params, net.params):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert loaded.layers[1].scale == 0.5 and loaded.layers[2].eps == 1e-3 and loaded.layers[2].d == 3
+    X = rng.normal(size=(5, 4))
+    np.testing.assert_array_equal(loaded.jacobian(X), net.jacobian(X))
+    np.testing.assert_array_equal(loaded.hessian(X), net.hessian(X))
+    with np.load(io.BytesIO(data)) as archive:
+        description = json.loads(archive["model"].item())["network"]
+    assert description["layers"][1]["block"]["layers"][0]["params"] == {"W": "layers.1.block.layers.0.W", "b": "layers.1.block.layers.0.b"}
+    assert description["layers"][4] == {"shared": "layers.1.block.layers.0"}
+    assert description["layers"][2] == {
+        "type": "LayerNorm", "eps": 1e-3, "d": 3, "params": {"weight": "layers.2.weight", "bias": "layers.2.bias"}
+    }
+    assert [branch.get("type") for branch in description["layers"][5]["branches"]] == ["Affine", "Network"]
+
+
+def test_save_names_nested_problems(rng):
+    net = composite_network(rng)
+    net.layers[1].block.layers[2].W[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^save: layer 1 \(Residual\) > block \(Network\) > layer 2 \(Affine\) parameter W contains NaN"):
+        jn.save(net, io.BytesIO())
+
+    class Mine(jn.Tanh):
+        pass
+
+    odd = jn.Network([jn.Parallel([jn.Affine(np.ones((2, 2))), Mine()])])
+    with pytest.raises(TypeError, match=r"save: layer 0 \(Parallel\) > branch 1 \(Mine\) is not a built-in layer"):
+        jn.save(odd, io.BytesIO())
+
+
+def test_nesting_deeper_than_the_limit_is_refused_when_saving(rng):
+    net = jn.Network([jn.Tanh()])
+    for _ in range(70):
+        net = jn.Network([net])
+    with pytest.raises(ValueError, match="is nested more than 64 deep; load would refuse the file"):
+        jn.save(net, io.BytesIO())
+
+
+LN = {"type": "LayerNorm", "eps": 1e-5, "d": 3, "params": {"weight": "w", "bias": "v"}}
+BAD_COMPOSITES = {
+    "Residual without a block": ({"type": "Residual", "scale": 1.0}, r"layer 1 \(Residual\): 'block' must describe a layer"),
+    "Residual block of the wrong width": (
+        {"type": "Residual", "scale": 1.0, "block": {"type": "Affine", "params": {"W": "u"}}},
+        r"layer 1 \(Residual\): .*width",
+    ),
+    "Residual scale too large": ({"type": "Residual", "scale": 10**400, "block": {"type": "Tanh"}}, "setting 'scale' must be a finite number"),
+    "a bad sub-layer named with its path": (
+        {"type": "Residual", "scale": 1.0, "block": {"type": "Network", "layers": [{"type": "Tanh"}, {"type": "Lambda"}]}},
+        r"layer 1 \(Residual\) > block \(Network\) > layer 1: unknown layer type 'Lambda'",
+    ),
+    "Parallel without branches": ({"type": "Parallel", "branches": []}, "'branches' must be a non-empty list of layers"),
+    "LayerNorm d not an integer": ({**LN, "d": 2.5}, "setting 'd' must be a positive integer; got 2.5"),
+    "LayerNorm d a boolean": ({**LN, "d": True}, "setting 'd' must be a positive integer; got True"),
+    "LayerNorm d of 400 digits": ({**LN, "d": 10**400}, "setting 'd' must be a positive integer"),
+    "LayerNorm d not the weights' width": ({**LN, "d": 4}, r"layer 1 \(LayerNorm\): .*shape \(4,\)"),
+    "LayerNorm eps negative": ({**LN, "eps": -1.0}, r"layer 1 \(LayerNorm\): .*eps"),
+    "LayerNorm without bias": ({**LN, "params": {"weight": "w"}}, "'params' names no array for parameter bias"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_COMPOSITES, ids=list(BAD_COMPOSITES))
+def test_bad_composite_descriptions(kind, rng):
+    entry, match = BAD_COMPOSITES[kind]
+    description = layers_of(AFFINE, entry)
+    arrays = {"u": np.ones((3, 2)), "w": np.ones(3), "v": np.zeros(3)}
+    used = json.dumps(entry)
+    arrays = {key: value for key, value in arrays.items() if f'"{key}"' in used}
+    with pytest.raises(jn.ModelFileError, match=match):
+        jn.load(io.BytesIO(version_2_entries(rng, description, **arrays)))
+
+
+def test_nesting_is_bounded_on_load(rng):
+    entry = {"type": "Tanh"}
+    for _ in range(70):
+        entry = {"type": "Residual", "scale": 1.0, "block": entry}
+    with pytest.raises(jn.ModelFileError, match=r"layers nested more than 64 deep"):
+        jn.load(io.BytesIO(version_2_entries(rng, layers_of(AFFINE, entry))))

@@ -505,3 +505,49 @@ def test_check_statistics_of_a_scikit_learn_pipeline(tmp_path, rng, capsys, spy_
     assert main(["check", str(tmp_path / "model.npz")]) == 0
     (x,) = spy_check_network
     assert np.all(np.abs((x - scaler.mean_) / scaler.scale_) < 6)  # in the pipeline's raw units
+
+
+# --- nested models ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nested_model(tmp_path, rng):
+    trunk = jn.Network([jn.Affine(rng.normal(size=(3, 4)), rng.normal(size=4)), jn.Tanh()])
+    net = jn.Network(
+        [
+            trunk,
+            jn.Residual(jn.Network([jn.Affine(rng.normal(size=(4, 4))), jn.SiLU()]), scale=0.5),
+            jn.LayerNorm(4),
+            jn.Parallel([jn.Affine(rng.normal(size=(4, 2))), jn.Network([jn.Affine(rng.normal(size=(4, 1))), jn.Sin()])]),
+        ]
+    )
+    path = tmp_path / "nested.npz"
+    jn.save(net, path)
+    return net, str(path)
+
+
+def test_commands_on_a_nested_model(nested_model, tmp_path, rng, capsys, monkeypatch):
+    net, path = nested_model
+    shapes = []
+    original = cli.check_layer
+    monkeypatch.setattr(cli, "check_layer", lambda layer, x, **kw: shapes.append(np.shape(x)) or original(layer, x, **kw))
+    assert main(["check", path, "--points", "3"]) == 0
+    assert shapes == [(3, 3), (3, 4), (3, 4), (3, 4)]  # every layer checked at the 3 points' values
+    out = capsys.readouterr().out
+    assert "layer 0 Network([Affine(d_in=3, d_out=4), Tanh()]): ok" in out and "layer 1 Residual(" in out
+    assert out.rstrip().endswith("passed")
+    X = rng.normal(size=(7, 3))
+    np.save(tmp_path / "x.npy", X)
+    assert main(["jacobian", path, str(tmp_path / "x.npy"), "-o", str(tmp_path / "J.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "J.npy"), net.jacobian(X), rtol=1e-13)
+    capsys.readouterr()
+    assert main(["info", path]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("4 layers, d_in = 3, d_out = 3")
+    assert [line.split()[:2] for line in lines[1:12]] == [
+        ["0", "Network"], ["0", "Affine(d_in=3,"], ["1", "Tanh()"],
+        ["1", "Residual"], ["block", "(scale"], ["0", "Affine(d_in=4,"], ["1", "SiLU()"],
+        ["2", "LayerNorm(4)"],
+        ["3", "Parallel"], ["branch", "0"], ["branch", "1"],
+    ]
+    assert lines[9].endswith("4 -> 3  (12 parameters)") and lines[10].endswith("4 -> 2  (8 parameters)")
