@@ -177,7 +177,7 @@ def _read_npy(path: str) -> np.ndarray:
                 "of data: the file is truncated or corrupt"
             )
         if header.dtype.kind not in "biuf":
-            raise ValueError(f"{path!r} holds {header.dtype} values; expected numbers")
+            raise ValueError(f"{path!r} holds {header.dtype} values; expected real numbers")
         _check_memory(header.nbytes, f"the inputs in {path!r} (shape {header.shape}, {header.dtype})")
         return _npy.read_array(file, header, repr(path))
 

@@ -31,7 +31,7 @@ _MAGIC = b"\x93NUMPY"
 #: Longest header accepted; NumPy writes 64 to 128 bytes, and refuses more than 10,000 itself.
 MAX_HEADER_BYTES = 2**16
 #: Bytes read at a time when copying array data (a multiple of every itemsize).
-_CHUNK_BYTES = 2**20
+CHUNK_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def read_into(
     itemsize = header.dtype.itemsize
     if itemsize == 0:
         return
-    per_chunk = max(1, _CHUNK_BYTES // itemsize)
+    per_chunk = max(1, CHUNK_BYTES // itemsize)
     count = math.prod(header.shape)
     for begin in range(0, count, per_chunk):
         stop = min(count, begin + per_chunk)

@@ -50,7 +50,7 @@ import zipfile
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, Iterator, Optional, Union
+from typing import IO, Any, Iterator, Optional, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -279,7 +279,9 @@ def _read_model_file(path: PathLike, *, max_bytes: int = MAX_BYTES) -> _ModelFil
         raise ValueError(f"max_bytes must be non-negative; got {max_bytes}.")
     with _binary_stream(path, int(max_bytes) + _OVERHEAD_BYTES) as stream:
         try:
-            return _Reader(stream, int(max_bytes)).model_file()
+            reader = _Reader(stream, int(max_bytes))
+            with reader.zip:
+                return reader.model_file()
         except (ModelFileError, MemoryError):
             raise
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
@@ -320,8 +322,8 @@ class _Writer:
         for setting in kind.int_settings:
             entry[setting] = int(getattr(layer, setting))
         described = [
-            self.describe(child, _join(path, suffix), _child_where(where, name, label), depth + 1)
-            for suffix, label, child in kind.sub_layers(layer)
+            self.describe(child, _join(path, suffix), _child_where(where, name, child_label), depth + 1)
+            for suffix, child_label, child in kind.sub_layers(layer)
         ]
         if kind.child is not None:
             entry[kind.child] = described[0]
@@ -410,10 +412,16 @@ def _binary_stream(path: PathLike, limit: int) -> Iterator[IO[bytes]]:
     if callable(seekable) and seekable():
         yield path
         return
-    data = read(limit + 1)  # a pipe or socket: bounded, then in memory
-    if len(data) > limit:
+    copy = io.BytesIO()  # a pipe or socket: into memory, up to the limit
+    while copy.tell() <= limit:
+        piece = read(min(_npy.CHUNK_BYTES, limit + 1 - copy.tell()))
+        if not piece:
+            break
+        copy.write(piece)
+    if copy.tell() > limit:
         raise ModelFileError("the model stream has more bytes than max_bytes allows")
-    yield io.BytesIO(data)
+    copy.seek(0)
+    yield copy
 
 
 @dataclass(frozen=True)
@@ -432,7 +440,11 @@ class _Reader:
         if head != b"PK\x03\x04":
             raise ModelFileError("not a jacobian_np model file (.npz): it is not a zip archive")
         self.zip = zipfile.ZipFile(stream)
-        self.members = self._headers(max_bytes)
+        try:
+            self.members = self._headers(max_bytes)
+        except BaseException:
+            self.zip.close()
+            raise
         self.used: set[str] = set()
 
     def _headers(self, max_bytes: int) -> dict[str, _Member]:
@@ -503,7 +515,9 @@ class _Reader:
         try:
             return json.loads(text)
         except RecursionError:
-            raise ModelFileError(f"model file's layer description is nested too deeply (at most {MAX_DEPTH} levels)") from None
+            raise ModelFileError(
+                f"model file's layer description is nested too deeply (layers nest at most {MAX_DEPTH} deep)"
+            ) from None
         except ValueError as error:  # JSONDecodeError, and integers with too many digits
             raise ModelFileError(f"model file's layer description is not valid JSON: {error}") from None
 
@@ -586,17 +600,14 @@ class _Builder:
     def network(self, entry: Any) -> Network:
         if not isinstance(entry, dict) or entry.get("type") != "Network":
             raise ModelFileError("model file's 'network' must describe a Network")
-        network = self.layer(entry, "", "", 0)
-        if not isinstance(network, Network):  # pragma: no cover - the type was checked above
-            raise ModelFileError("model file's 'network' must describe a Network")
-        return network
+        return cast(Network, self.layer(entry, "", "", 0))
 
     def layer(self, entry: Any, path: str, where: str, depth: int) -> Any:
         label = where or "the network"
         if depth > MAX_DEPTH:
             raise ModelFileError(f"{label}: layers nested more than {MAX_DEPTH} deep")
         if isinstance(entry, dict) and "shared" in entry and path:
-            if set(entry) != {"shared"} or entry["shared"] not in self.built:
+            if set(entry) != {"shared"} or not isinstance(entry["shared"], str) or entry["shared"] not in self.built:
                 raise ModelFileError(f"{label}: 'shared' must name a layer described before it; got {entry!r:.80}")
             return self.built[entry["shared"]]
         if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):

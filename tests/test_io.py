@@ -490,6 +490,7 @@ BAD_VERSION_2 = {
     "settings on an activation": (layers_of(AFFINE, {"type": "Tanh", "alpha": 1.0}), r"layer 1 \(Tanh\): unexpected settings alpha"),
     "shared before described": (layers_of({"shared": "layers.1"}, AFFINE), "'shared' must name a layer described before it"),
     "shared with settings": (layers_of(AFFINE, {"shared": "layers.0", "alpha": 1}), "'shared' must name a layer described before it"),
+    "shared naming a list": (layers_of(AFFINE, {"shared": ["layers.0"]}), "'shared' must name a layer described before it"),
     "empty sub-layer list": (layers_of(AFFINE, {"type": "Network", "layers": []}), "'layers' must be a non-empty list of layers"),
     "nested too deep": (nested(70), "layers nested more than 64 deep"),
     "inputs naming one array": (layers_of(AFFINE, inputs={"mean": "layers.0.b"}), "'inputs' must name the arrays 'mean' and 'std'"),
