@@ -135,7 +135,7 @@ class Chain(Composite):
         return width, widest, kept
 
 
-def require(layer: Layer, rules: tuple[str, ...], what: str, hint: str = "") -> None:
+def require(layer: Any, rules: tuple[str, ...], what: str, hint: str = "") -> None:
     """Raise ``NotImplementedError`` naming every part of ``layer`` that lacks one of ``rules``.
 
     The one capability check of the entry points, with one message format.
@@ -191,7 +191,7 @@ def mode_costs(layers: tuple[Layer, ...], d_in: Optional[int]) -> dict[str, Opti
     """
     widths = layer_widths(layers, d_in)
     costs: dict[str, Optional[int]] = {"forward": None, "reverse": None}
-    if widths is None:
+    if widths is None or d_in is None:
         return costs
     d_out = widths[-1][1]
     diagonal = [layer.supports("diagonal") for layer in layers]
@@ -199,7 +199,7 @@ def mode_costs(layers: tuple[Layer, ...], d_in: Optional[int]) -> dict[str, Opti
         s = diagonal.index(False) if False in diagonal else len(layers)
         seed = widths[s][0] * widths[s][1] if s < len(layers) else 0
         costs["forward"] = (
-            seed + sum(layers[i].cost(d_in, *widths[i]) for i in range(s + 1, len(layers))) + d_in * d_out  # type: ignore[operator]
+            seed + sum(layers[i].cost(d_in, *widths[i]) for i in range(s + 1, len(layers))) + d_in * d_out
         )
     r = len(diagonal) - 1 - diagonal[::-1].index(False) if False in diagonal else -1
     seed = widths[r][0] * widths[r][1] if r >= 0 else 0

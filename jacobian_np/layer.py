@@ -363,7 +363,7 @@ class Layer(LayerSteps, abc.ABC):
         drop_stale_fast_paths(cls)
         step = cls.forward_with_cache
         if step is LayerSteps.forward_with_cache or any(step is vars(k).get("forward") for k in cls.__mro__[1:]):
-            cls.forward_with_cache = cls.forward  # type: ignore[method-assign]  # one call less per layer
+            cls.forward_with_cache = cls.forward  # type: ignore[method-assign,assignment]  # one call less per layer
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
