@@ -14,6 +14,7 @@ allocated temporaries).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -116,9 +117,12 @@ class Tanh(Elementwise):
 
     Notes
     -----
-    ``f'(x) = 1 / cosh(x)**2 = 4 e / (1 + e)**2`` with ``e = exp(-2|x|)``: as
-    ``e <= 1`` nothing overflows and nothing cancels.  The common ``1 - tanh(x)**2``
-    returns 0 for ``|x| > 19`` and loses relative accuracy long before.
+    ``f'(x) = 1 / cosh(x)**2``, the reciprocal taken before squaring: nothing
+    cancels, and ``|x|`` is capped at ``log`` of the largest number of the dtype,
+    where ``cosh`` is still finite and ``f'`` has underflowed to 0, so nothing
+    overflows either (within 5 ulp of the exact value in float64, 7 in float32).
+    The common ``1 - tanh(x)**2`` returns 0 for ``|x| > 19`` and loses relative
+    accuracy long before.
 
     ``f''(x) = -2 tanh(x) f'(x)``: a product of two accurately computed factors,
     so it inherits their relative accuracy.
@@ -138,17 +142,16 @@ class Tanh(Elementwise):
         return np.tanh(x)
 
     def fprime(self, x: Array, y: Array) -> Array:
-        # In place, positional out: NumPy's exp is vectorised (about 1 ns per element
-        # against 5 for scipy's expit), and only one temporary is allocated.
-        e = np.abs(x)
-        np.negative(e, e)
-        np.exp(e, e)
-        np.multiply(e, e, e)  # e = exp(-2|x|) <= 1, without forming 2|x|, which can overflow
-        d = e + 1
-        np.multiply(d, d, d)
-        np.divide(e, d, e)
-        np.multiply(e, 4, e)
-        return e
+        # 1 / cosh(x)**2 in five ufunc calls on one temporary (the exp(-2|x|) form took
+        # eight calls and two temporaries for the same accuracy).  |x| is capped where
+        # cosh would overflow (and warn); beyond the cap the result underflows to 0
+        # anyway.  The reciprocal comes first: cosh(x)**2 would overflow sooner.
+        c = np.abs(x)
+        np.minimum(c, _cosh_cap(c.dtype), out=c)
+        np.cosh(c, out=c)
+        np.divide(1, c, out=c)
+        np.multiply(c, c, out=c)
+        return c
 
     def fsecond(self, x: Array, y: Array) -> Array:
         return self._fsecond_from(self.fprime(x, y), y)
@@ -695,6 +698,13 @@ def _normal_density(x: Array) -> tuple[Array, Array, Array]:
     np.exp(phi, phi)
     phi *= _INV_SQRT_2PI
     return xc, square, phi
+
+
+@functools.lru_cache(maxsize=None)
+def _cosh_cap(dtype: np.dtype) -> float:
+    """``log`` of the largest number of ``dtype``: ``cosh`` is finite there (about half that
+    number) and ``1 / cosh**2`` has underflowed to 0."""
+    return float(np.log(np.finfo(dtype).max))
 
 
 def _sigmoid_prime(x: Array, s: Array) -> Array:

@@ -445,3 +445,28 @@ def test_derivatives_leave_x_and_y_unchanged(layer, rng):
         assert not np.shares_memory(d, x) and not np.shares_memory(d, y)
     np.testing.assert_array_equal(x, x_before)
     np.testing.assert_array_equal(y, y_before)
+
+
+def _tanh_prime_exp_form(x):
+    """The formula Tanh.fprime used before ``1 / cosh(x)**2``: ``4 e / (1 + e)**2``, ``e = exp(-2|x|)``."""
+    e = np.exp(-np.abs(x))
+    e *= e
+    return 4 * e / (1 + e) ** 2
+
+
+@pytest.mark.parametrize("dtype, ulps", [(np.float64, 8), (np.float32, 10)])
+def test_tanh_prime_agrees_with_the_exp_form_and_the_exact_value(dtype, ulps, rng):
+    x = np.concatenate(
+        [rng.uniform(-1, 1, 20000), rng.uniform(-30, 30, 20000), rng.uniform(-800, 800, 20000),
+         np.geomspace(1e-30, 1e4, 5000), -np.geomspace(1e-30, 1e4, 5000)]
+    ).astype(dtype)
+    got = jn.Tanh().fprime(x, np.tanh(x))
+    assert got.dtype == dtype
+    old = _tanh_prime_exp_form(x)
+    normal = old > np.finfo(dtype).tiny  # below it, ulps are absolute: compare there absolutely
+    np.testing.assert_array_less(np.abs(got - old)[normal], ulps * np.spacing(old[normal]))
+    np.testing.assert_array_less(np.abs(got - old)[~normal], 2 * np.finfo(dtype).tiny)
+    if np.finfo(np.longdouble).eps < np.finfo(np.float64).eps:  # x86: 64-bit mantissa, a reference
+        exact = (1 / np.cosh(x.astype(np.longdouble))) ** 2  # |x| <= 1e4: finite in long double
+        error = np.abs(got.astype(np.longdouble) - exact)[normal] / np.spacing(old[normal])
+        assert error.max() <= (5 if dtype == np.float64 else 7)
