@@ -16,6 +16,8 @@ import numpy.typing as npt
 
 from ._blocks import Eye, dense
 from ._chain import mode_costs, require
+from ._chunking import batched, chunk_length
+from ._plans import plan_for
 from ._typing import Array
 from ._validation import as_input, direction, hutchinson_directions, method_and_samples
 
@@ -34,6 +36,7 @@ class FirstOrderMethods:
     push: Any
     _trace: Any
     _batched: Any
+    _per_sample_bytes: Any
     _forward_stop: int
 
     def forward_backward(
@@ -334,12 +337,15 @@ class FirstOrderMethods:
         """Validate the arguments; then the Jacobian, and ``y`` if ``with_value``, in chunks."""
         x = as_input(x, self.d_in, "Network")
         mode = self._resolve_mode(mode)
+        rows = x.shape[-1] if mode == "forward" else self.d_out or x.shape[-1]  # carried per sample
+        # an execution plan when one applies (see _plans), else the generic passes
+        plan = plan_for(self, "value_and_jacobian" if with_value else "jacobian", mode, x, chunk_size, rows)
+        if plan is not None:
+            return plan(x)
         if x.ndim == 1 and chunk_size is None:  # one point, nothing to chunk: the hot path of small nets
             return self._value_and_jacobian(x, mode, with_value)
-        rows = x.shape[-1] if mode == "forward" else self.d_out or x.shape[-1]  # carried per sample
-        return self._batched(
-            lambda part: self._value_and_jacobian(part, mode, with_value), x, chunk_size, rows, "Network"
-        )
+        chunk = chunk_length(self._per_sample_bytes(x, rows), chunk_size, "Network")
+        return batched(lambda part: self._value_and_jacobian(part, mode, with_value), x, chunk)
 
     def _value_and_jacobian(self, x: Array, mode: str, with_value: bool) -> tuple[Optional[Array], Array]:
         if mode == "reverse":

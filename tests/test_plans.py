@@ -1,0 +1,260 @@
+"""Execution plans (jacobian_np._plans): cached per input shape, always the current weights,
+safe across threads, and the same results as the generic passes."""
+
+import threading
+
+import numpy as np
+import pytest
+from test_network import random_network
+
+import jacobian_np as jn
+from jacobian_np import _plans
+from jacobian_np._plans import plan_cache_info
+
+
+def mlp(rng, widths, hidden=jn.Tanh, out=None, dtype=np.float64):
+    layers = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(jn.Affine(rng.normal(size=(a, b)).astype(dtype), rng.normal(size=b).astype(dtype)))
+        if i < len(widths) - 2:
+            layers.append(hidden())
+        elif out is not None:
+            layers.append(out())
+    return jn.Network(layers)
+
+
+@pytest.fixture
+def plans_off():
+    """Call ``plans_off(f)`` to run ``f`` with the generic passes only."""
+
+    def run(f):
+        previous = _plans.set_plans_enabled(False)
+        try:
+            return f()
+        finally:
+            _plans.set_plans_enabled(previous)
+
+    return run
+
+
+def assert_same(got, want, dtype=np.float64):
+    """Equal up to the rounding of a different summation order (the plan's layout)."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    scale = np.max(np.abs(want), initial=1.0)
+    tol = 1e-14 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+# --- the same results as the generic passes -------------------------------------------
+
+
+NETWORKS = {
+    "tanh, tanh output": lambda rng: mlp(rng, [2, 5, 5, 2], jn.Tanh, jn.Tanh),
+    "tanh, linear output": lambda rng: mlp(rng, [3, 6, 4], jn.Tanh),
+    "one input, wide output": lambda rng: mlp(rng, [1, 7, 9], jn.Sigmoid),
+    "one output": lambda rng: mlp(rng, [5, 4, 1], jn.GELU),
+    "affine only": lambda rng: mlp(rng, [3, 4]),
+    "affine after affine": lambda rng: jn.Network(
+        [jn.Affine(rng.normal(size=(3, 4))), jn.Affine(rng.normal(size=(4, 5)), rng.normal(size=5)), jn.SiLU(),
+         jn.Affine(rng.normal(size=(5, 2))), jn.Affine(rng.normal(size=(2, 2)))]
+    ),
+    "activations around": lambda rng: jn.Network(
+        [jn.Tanh(), jn.Affine(rng.normal(size=(3, 4))), jn.ReLU(), jn.Softplus(), jn.Affine(rng.normal(size=(4, 2))),
+         jn.Tanh(), jn.ELU()]
+    ),
+    "nested network": lambda rng: jn.Network(
+        [jn.Affine(rng.normal(size=(3, 4))), jn.Network([jn.Tanh(), jn.Affine(rng.normal(size=(4, 2)))]), jn.Sigmoid()]
+    ),
+    "float32": lambda rng: mlp(rng, [3, 5, 2], jn.Tanh, dtype=np.float32),
+}
+
+
+@pytest.mark.parametrize("make", NETWORKS.values(), ids=NETWORKS.keys())
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_plans_give_the_results_of_the_generic_passes(make, mode, rng, plans_off):
+    net = make(rng)
+    for X in (rng.normal(size=(9, net.d_in)), rng.normal(size=net.d_in), np.zeros((0, net.d_in)),
+              rng.normal(size=(6, net.d_in)).astype(np.float32)):
+        for chunk_size in (None, 4):
+            want_y, want_J = plans_off(lambda: net.forward_backward(X, mode=mode, chunk_size=chunk_size))
+            y, J = net.forward_backward(X, mode=mode, chunk_size=chunk_size)
+            dtype = want_J.dtype
+            assert_same(y, want_y, dtype)
+            assert_same(J, want_J, dtype)
+            assert_same(net.jacobian(X, mode=mode, chunk_size=chunk_size), want_J, dtype)
+    assert plan_cache_info(net).generic == 0  # every call above used a plan
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_plans_on_random_architectures(seed, plans_off):
+    rng = np.random.default_rng(seed)
+    net = random_network(rng)
+    X = rng.normal(size=(7, net.d_in))
+    for mode in ("forward", "reverse"):
+        want_y, want_J = plans_off(lambda: net.forward_backward(X, mode=mode))
+        y, J = net.forward_backward(X, mode=mode)
+        assert_same(y, want_y)
+        assert_same(J, want_J)
+
+
+def test_plans_go_through_the_chunks_of_the_memory_budget(rng, plans_off):
+    net = mlp(rng, [4, 8, 3])
+    X = rng.normal(size=(50, 4))
+    want = plans_off(lambda: net.jacobian(X))
+    previous = jn.set_memory_budget(2000)  # a few samples per chunk, and a last, shorter one
+    try:
+        assert_same(net.jacobian(X), want)
+        assert_same(net.jacobian(X, mode="forward"), want)
+    finally:
+        jn.set_memory_budget(previous)
+
+
+# --- caching -------------------------------------------------------------------------
+
+
+def test_a_second_call_reuses_the_plan(rng):
+    net = mlp(rng, [2, 4, 2])
+    X = rng.normal(size=(5, 2))
+    net.jacobian(X)
+    assert plan_cache_info(net)[:3] == (0, 1, 1)
+    net.jacobian(X + 1)  # same shape, dtype, quantity and mode
+    assert plan_cache_info(net)[:3] == (1, 1, 1)
+    net.forward_backward(X)  # another quantity
+    net.jacobian(X, mode="forward")  # another mode
+    net.jacobian(X[:3])  # another shape
+    net.jacobian(X.astype(np.float32))  # another dtype
+    assert plan_cache_info(net)[:3] == (1, 5, 5)
+
+
+def test_the_cache_is_bounded_and_drops_the_least_recently_used(rng):
+    net = mlp(rng, [2, 4, 2])
+    first = rng.normal(size=(1, 2))
+    net.jacobian(first)
+    for n in range(2, 2 + _plans.MAX_PLANS):
+        net.jacobian(rng.normal(size=(n, 2)))
+        net.jacobian(first)  # kept: used again each time
+    info = plan_cache_info(net)
+    assert info.size == info.maxsize == _plans.MAX_PLANS
+    assert info.misses == _plans.MAX_PLANS + 1  # the first shape was never rebuilt
+    net.jacobian(rng.normal(size=(2, 2)))  # the least recently used: dropped, so built again
+    assert plan_cache_info(net).misses == _plans.MAX_PLANS + 2
+
+
+# --- the current weights, and the caller's arrays ---------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_a_plan_uses_the_current_weights(mode, rng):
+    net = mlp(rng, [3, 5, 5, 2], jn.Tanh, jn.Sigmoid)
+    X = rng.normal(size=(6, 3))
+    before = net.forward_backward(X, mode=mode)
+
+    def fresh():  # a new network with the same weights: its first call builds its plan anew
+        return jn.Network([jn.Affine(l.W, l.b) if isinstance(l, jn.Affine) else type(l)() for l in net.layers])
+
+    for p in net.params:  # in place, as an optimiser does
+        p *= 1.5
+        p += 0.1
+    y, J = net.forward_backward(X, mode=mode)
+    assert not np.allclose(J, before[1])
+    want_y, want_J = fresh().forward_backward(X, mode=mode)
+    assert_same(y, want_y)
+    assert_same(J, want_J)
+    net.set_flat_params(rng.normal(size=net.get_flat_params().size))
+    y, J = net.forward_backward(X, mode=mode)
+    want_y, want_J = fresh().forward_backward(X, mode=mode)
+    assert_same(y, want_y)
+    assert_same(J, want_J)
+    assert plan_cache_info(net).misses == 1  # the same plan throughout
+    net.layers[0].W = net.layers[0].W * 2  # a new array of the same shape
+    assert_same(net.jacobian(X, mode=mode), fresh().jacobian(X, mode=mode))
+
+
+def test_results_are_never_overwritten_by_a_later_call(rng):
+    net = mlp(rng, [2, 4, 3])
+    for X1, X2 in ((rng.normal(size=(4, 2)), rng.normal(size=(4, 2))), (rng.normal(size=2), rng.normal(size=2))):
+        y1, J1 = net.forward_backward(X1)
+        kept = y1.copy(), J1.copy()
+        y2, J2 = net.forward_backward(X2)
+        np.testing.assert_array_equal(y1, kept[0])
+        np.testing.assert_array_equal(J1, kept[1])
+        assert not np.shares_memory(J1, J2) and not np.shares_memory(y1, y2)
+        J1[...] = 0  # ours to write
+        np.testing.assert_array_equal(net.forward_backward(X2)[1], J2)
+
+
+def test_one_network_from_several_threads(rng, plans_off):
+    net = mlp(rng, [3, 16, 16, 2], jn.Tanh, jn.Tanh)
+    inputs = [rng.normal(size=(200, 3)) for _ in range(6)]
+    wanted = [plans_off(lambda X=X: (net.jacobian(X), net.forward_backward(X, mode="forward"))) for X in inputs]
+    results: dict = {}
+    start = threading.Barrier(len(inputs))
+
+    def work(k):
+        start.wait()
+        for _ in range(20):
+            got = net.jacobian(inputs[k]), net.forward_backward(inputs[k], mode="forward")
+            results.setdefault(k, []).append(got)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, runs in results.items():
+        assert len(runs) == 20
+        for J, (y, J_forward) in runs:
+            assert_same(J, wanted[k][0])
+            assert_same(y, wanted[k][1][0])
+            assert_same(J_forward, wanted[k][1][1])
+
+
+# --- where plans do not apply ----------------------------------------------------------
+
+
+class Doubled(jn.Tanh):
+    """Tanh whose backward rule is overridden (twice the true one): the fused pull is dropped."""
+
+    def backward(self, dy, cache):
+        return 2 * super().backward(dy, cache)
+
+
+class Scale(jn.Layer):
+    def forward(self, x):
+        return 3 * x, None
+
+    def backward(self, dy, cache):
+        return 3 * dy
+
+    def tangent(self, dx, cache):
+        return 3 * dx
+
+
+def test_overriding_subclasses_and_user_layers_run_the_generic_passes(rng):
+    W1, W2 = rng.normal(size=(2, 4)), rng.normal(size=(4, 3))
+    X = rng.normal(size=(5, 2))
+    plain = jn.Network([jn.Affine(W1), jn.Tanh(), jn.Affine(W2)])
+    doubled = jn.Network([jn.Affine(W1), Doubled(), jn.Affine(W2)])
+    # the override is honoured in reverse mode (it runs the generic pass) ...
+    assert_same(doubled.jacobian(X, mode="reverse"), 2 * plain.jacobian(X))
+    assert plan_cache_info(doubled).generic == 1
+    # ... and forward mode, whose rule is not overridden, has a plan
+    assert_same(doubled.jacobian(X, mode="forward"), plain.jacobian(X))
+    assert plan_cache_info(doubled).generic == 1
+    scaled = jn.Network([jn.Affine(W1), Scale(), jn.Affine(W2)])
+    for mode in ("forward", "reverse"):
+        assert_same(scaled.jacobian(X, mode=mode), 3 * (W1 @ W2).T[None].repeat(5, axis=0))
+    assert plan_cache_info(scaled).generic == 2
+    softmax = jn.Network([jn.Affine(W1), jn.Softmax()])
+    softmax.jacobian(X)
+    assert plan_cache_info(softmax).generic == 1
+
+
+def test_plans_can_be_switched_off(rng):
+    net = mlp(rng, [2, 3, 2])
+    previous = _plans.set_plans_enabled(False)
+    try:
+        net.jacobian(rng.normal(size=(3, 2)))
+        assert plan_cache_info(net).misses == 0
+    finally:
+        assert _plans.set_plans_enabled(previous) is False
