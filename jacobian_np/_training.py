@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._chain import require
+from ._plans import training_plan_for
 from ._typing import Array
 from ._validation import as_float_array, as_input, direction
 
@@ -218,6 +219,9 @@ class TrainingMethods:
         collects ``backward_l(dz_l)`` from the values and ``tangent_grad_l(dT_l,
         T_{l-1})`` from the tangents, whose Jacobian depends on it.
         """
+        plan = training_plan_for(self, x)  # an execution plan when one applies (see _plans)
+        if plan is not None:
+            return plan(x)
         _, cache = self.forward_with_cache(x)
         d = x.shape[-1]
         T, saved = self.push_tangents(np.broadcast_to(np.eye(d, dtype=x.dtype), x.shape[:-1] + (d, d)), cache)
@@ -229,4 +233,7 @@ class TrainingMethods:
         return J, pullback
 
     def _require_training(self, what: str) -> None:
+        if self.__dict__.get("_trainable"):  # checked before: the layers cannot change (8 us a call)
+            return
         require(self, ("param_grad", "tangent", "tangent_param_grad", "tangent_grad"), what)
+        self.__dict__["_trainable"] = True

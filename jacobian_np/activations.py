@@ -14,7 +14,6 @@ allocated temporaries).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -118,9 +117,9 @@ class Tanh(Elementwise):
     Notes
     -----
     ``f'(x) = 1 / cosh(x)**2``, the reciprocal taken before squaring: nothing
-    cancels, and ``|x|`` is capped at ``log`` of the largest number of the dtype,
-    where ``cosh`` is still finite and ``f'`` has underflowed to 0, so nothing
-    overflows either (within 5 ulp of the exact value in float64, 7 in float32).
+    cancels, and where ``cosh`` overflows (``|x| > 710`` in float64) its reciprocal
+    is 0, the correct limit, without a warning (within 5 ulp of the exact value in
+    float64, 7 in float32).
     The common ``1 - tanh(x)**2`` returns 0 for ``|x| > 19`` and loses relative
     accuracy long before.
 
@@ -142,13 +141,13 @@ class Tanh(Elementwise):
         return np.tanh(x)
 
     def fprime(self, x: Array, y: Array) -> Array:
-        # 1 / cosh(x)**2 in five ufunc calls on one temporary (the exp(-2|x|) form took
-        # eight calls and two temporaries for the same accuracy).  |x| is capped where
-        # cosh would overflow (and warn); beyond the cap the result underflows to 0
-        # anyway.  The reciprocal comes first: cosh(x)**2 would overflow sooner.
-        c = np.abs(x)
-        np.minimum(c, _cosh_cap(c.dtype), out=c)
-        np.cosh(c, out=c)
+        # 1 / cosh(x)**2 in three ufunc calls on one temporary (the exp(-2|x|) form took
+        # eight calls and two temporaries for the same accuracy).  cosh overflows to inf
+        # for |x| > 710, where 1 / inf = 0 is the right limit: only the warning is
+        # silenced (1 us; capping |x| first took two more calls, 3 us at n = 5,000).  The
+        # reciprocal comes first: cosh(x)**2 would overflow sooner.
+        with np.errstate(over="ignore"):
+            c = np.cosh(x)
         np.divide(1, c, out=c)
         np.multiply(c, c, out=c)
         return c
@@ -698,13 +697,6 @@ def _normal_density(x: Array) -> tuple[Array, Array, Array]:
     np.exp(phi, phi)
     phi *= _INV_SQRT_2PI
     return xc, square, phi
-
-
-@functools.lru_cache(maxsize=None)
-def _cosh_cap(dtype: np.dtype) -> float:
-    """``log`` of the largest number of ``dtype``: ``cosh`` is finite there (about half that
-    number) and ``1 / cosh**2`` has underflowed to 0."""
-    return float(np.log(np.finfo(dtype).max))
 
 
 def _sigmoid_prime(x: Array, s: Array) -> Array:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -130,6 +130,20 @@ class Affine(Layer):
         if isinstance(block, Diag):
             return np.multiply(block.d[..., :, None], self.W, order="C"), True
         return self.tangent(block, cache), True
+
+    # --- training steps: the generic ones, marked with the rules they call, so that a subclass
+    # overriding one of those rules gets the unmarked generic step back; execution plans
+    # (jacobian_np._plans) replace only these marked, built-in steps
+
+    @fused("tangent")
+    def push_tangents(self, T: Array, cache: Cache) -> tuple[Array, Any]:
+        return Layer.push_tangents(self, T, cache)
+
+    @fused("backward", "param_grad", "tangent_param_grad")
+    def pull_tangents(
+        self, dz: Optional[Array], dT: Array, saved: Any, cache: Cache, need_input: bool
+    ) -> tuple[Optional[Array], Optional[Array], list[Array]]:
+        return Layer.pull_tangents(self, dz, dT, saved, cache, need_input)
 
     def _weights_view(self, kind: str) -> Array:
         """A read-only view of ``W`` (``kind=""``) or ``W.T`` (``"T"``), made once per array ``W``."""
