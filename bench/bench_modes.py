@@ -17,8 +17,10 @@ float64 matrix product, W5's rate counting only the necessary matrix-product wor
 of the cheaper mode (22.2 GFLOP: the forward pass and the backward pass with the
 seed ``W.T`` free), and W5's peak memory (tracemalloc) against the size of ``J``.
 
-Targets (issue 3): W5 >= 0.7 of the matmul rate; W3 <= 1.5 x forward; auto within
-10% of the better explicit mode everywhere.
+Targets: W5 >= 0.65 of the matmul rate with peak memory <= 1.3 x J (issue 13; it
+was 0.7 and 2 x in issue 3, with glibc's heap trimming off); W3 <= 1.5 x forward;
+auto within 10% of the better explicit mode everywhere.  W5's peak memory is taken
+on a network's first call, which allocates the buffers its execution plan keeps.
 """
 
 from __future__ import annotations
@@ -125,20 +127,22 @@ def main():
 
     rate = matmul_rate()
     w5_rate = w5_gemm_flops() / best_times["W5"]
-    peak = peak_memory(w5_net.jacobian, w5_x)
+    # a fresh network with the same layers: its first call builds its plan and buffers,
+    # which stay allocated afterwards and so count towards the peak
+    peak = peak_memory(jn.Network(w5_net.layers).jacobian, w5_x)
     print()
     print(f"2000x2000 float64 matmul: {rate / 1e9:.1f} GFLOP/s")
     print(
         f"W5: {w5_gemm_flops() / 1e9:.1f} GFLOP of necessary matrix products in {best_times['W5'] * 1e3:.0f} ms = "
-        f"{w5_rate / 1e9:.1f} GFLOP/s, {w5_rate / rate:.2f} of the matmul rate (target >= 0.7)"
+        f"{w5_rate / 1e9:.1f} GFLOP/s, {w5_rate / rate:.2f} of the matmul rate (target >= 0.65)"
     )
     print(f"W3: Jacobian / forward = {w3_ratio:.2f} (target <= 1.5)")
     print(
         f"W5: peak memory {peak / 2**20:.1f} MiB for J of {w5_J_bytes / 2**20:.1f} MiB = "
-        f"{peak / w5_J_bytes:.2f} x (target <= 2)"
+        f"{peak / w5_J_bytes:.2f} x (target <= 1.3)"
     )
-    misses += ["W5 rate"] * (w5_rate / rate < 0.7) + ["W3 ratio"] * (w3_ratio > 1.5)
-    misses += ["W5 memory"] * (peak > 2 * w5_J_bytes)
+    misses += ["W5 rate"] * (w5_rate / rate < 0.65) + ["W3 ratio"] * (w3_ratio > 1.5)
+    misses += ["W5 memory"] * (peak > 1.3 * w5_J_bytes)
     if misses:
         print(f"targets missed: {', '.join(misses)}")
 

@@ -3,14 +3,14 @@
 A plain script, not collected by pytest::
 
     python bench/bench_peers.py [--repeats 20] [--budget 12] [--threads 1]
-                                [--quick] [--write] [--system-malloc]
+                                [--quick] [--write] [--tuned-malloc]
 
 Workloads (float64; one set of weights per network, built by jacobian_np with a
 fixed seed and copied into every peer):
 
 - W1: 500 -> 100 (ReLU) -> 10 (softmax), one input: J of shape (10, 500);
 - W2: 2 -> 5 -> 5 -> 2 tanh (tanh on the output too), batch 1,000: per-sample J
-  and its determinant;
+  and its determinant, in closed form (``ad - bc``) in every library;
 - W3: 1 -> 50 -> 50 -> 50 -> 501 tanh (linear output), batch 256: the first
   derivative J, and the second derivative d2u/dx2 (ours: ``laplacian``, and
   ``hessian`` for reference);
@@ -18,7 +18,8 @@ fixed seed and copied into every peer):
 - W5: 64 -> 256 -> 256 -> 32 tanh (linear output), batch 4,096: per-sample J;
 - step: 2 -> 5 -> 5 -> 2 tanh (linear output), batch 256: ``mean((det J - 1)**2)``
   and its gradient with respect to every weight (ours:
-  ``jacobian_and_pullback`` + ``losses.det``, as in bench_training.py).
+  ``jacobian_and_pullback`` + ``losses.det``, as in bench_training.py; the peers
+  differentiate the same closed-form 2 x 2 determinant).
 
 Peers, each timed only when installed (a note is printed otherwise):
 
@@ -47,15 +48,24 @@ The first call of every method, which includes JAX's tracing and XLA
 compilation, is timed separately.
 
 Threads: every library runs on ``--threads`` cores, 1 by default.  The script
-re-executes itself (as ``steady_allocator`` does) with ``OMP_NUM_THREADS``,
-``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` set to that number and, when it
-is below the CPU count, its CPU affinity restricted to that many cores (XLA sizes
-its thread pool from the affinity; no XLA flag is set), and calls
-``torch.set_num_threads``.  One core each is the default because several thread
-pools in one process disturb each other: on a 2-core virtual machine, NumPy's
-OpenBLAS threads were starved after JAX or PyTorch calls, and a 0.4 ms forward
-pass took 16 ms.  ``--threads 2`` (or more) measures multi-threaded runs, with
-that caveat.
+re-executes itself with ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and
+``MKL_NUM_THREADS`` set to that number, ``XLA_FLAGS`` asking XLA for that many
+intra-op threads (``--xla_cpu_multi_thread_eigen=false`` for one) and, when it is
+below the CPU count, its CPU affinity restricted to that many cores; it limits
+NumPy's BLAS with threadpoolctl, calls ``torch.set_num_threads`` and turns JAX's
+asynchronous CPU dispatch off (``jax_cpu_enable_async_dispatch``: results are
+waited for anyway, and its worker thread kept the core busy after each call, so
+that the next library's calls ran up to 20 times slower).  One core each is the
+default because several thread pools in one process disturb each other: on a
+2-core virtual machine, NumPy's OpenBLAS threads were starved after JAX or PyTorch
+calls, and a 0.4 ms forward pass took 16 ms.  ``--threads 2`` (or more) measures
+multi-threaded runs, with that caveat.
+
+Allocator: the C library's allocator as it comes (the user's setting).  After the
+main table, jacobian_np's methods are timed again with glibc's heap trimming
+turned off in the process (``mallopt``, what ``--tuned-malloc`` does with
+environment variables at start-up), for comparison; ``--tuned-malloc`` runs
+everything that way.
 
 Then, for the W2 and W5 shapes, time against batch size (16 ... 4,096).
 
@@ -76,7 +86,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _timing import allocator_note, argument_parser, environment, interleaved_medians, steady_allocator
+from _timing import (
+    allocator_note,
+    argument_parser,
+    environment,
+    interleaved_medians,
+    one_blas_thread,
+    steady_allocator,
+    tune_allocator_now,
+)
 from bench_modes import mlp
 from bench_training import det_step as training_step
 
@@ -107,6 +125,11 @@ def describe(net):
     return spec
 
 
+def det2(J):
+    """Closed-form determinants of 2 x 2 matrices, for arrays of any of the libraries."""
+    return J[..., 0, 0] * J[..., 1, 1] - J[..., 0, 1] * J[..., 1, 0]
+
+
 def det_step(net, X):
     """The det-loss step of bench_training.py, as a flat tuple (loss, *gradients)."""
     loss, grads = training_step(net, X)
@@ -123,9 +146,9 @@ def ours_methods(task, net, X):
 
         def jdet(X):
             J = net.jacobian(X)
-            return J, np.linalg.det(J)
+            return J, det2(J)
 
-        return {"jacobian + np.linalg.det": jdet}
+        return {"jacobian + closed-form det": jdet}
     if task == "d2":
         return {
             "laplacian": lambda X: (net.laplacian(X),),
@@ -230,7 +253,7 @@ class Autograd(Peer):
 
             def jdet():
                 J = batch_jac(X).transpose(1, 0, 2)
-                return J, anp.linalg.det(J)
+                return J, det2(J)
 
             return {"jacobian of sum over batch + det": (jdet, tuple)}
         if task == "d2":
@@ -241,7 +264,7 @@ class Autograd(Peer):
 
             def loss(params):
                 J = ag.jacobian(lambda X: anp.sum(self.apply(spec, params, X), axis=0))(X)
-                return anp.mean((anp.linalg.det(anp.transpose(J, (1, 0, 2))) - 1) ** 2)
+                return anp.mean((det2(anp.transpose(J, (1, 0, 2))) - 1) ** 2)
 
             step = ag.value_and_grad(loss)
             return {"value_and_grad through jacobian": (lambda: step(params), lambda r: (r[0], *r[1]))}
@@ -256,6 +279,7 @@ class Jax(Peer):
         import jax.numpy as jnp
 
         jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_cpu_enable_async_dispatch", False)  # see the module: threads
         self.jax, self.jnp = jax, jnp
         self.version = f"{jax.__version__} (jaxlib {importlib.metadata.version('jaxlib')})"
         self.act = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "softmax": jax.nn.softmax}
@@ -285,7 +309,7 @@ class Jax(Peer):
 
                 def jdet(p, X, per_sample=per_sample):
                     J = per_sample(p, X)
-                    return J, jnp.linalg.det(J)
+                    return J, det2(J)
 
                 out[f"jit(vmap({name})) + det"] = (run(jax.jit(jdet)), as_numpy)
             elif task == "d2":
@@ -295,7 +319,7 @@ class Jax(Peer):
             elif task == "step":
 
                 def loss(p, X, per_sample=per_sample):
-                    return jnp.mean((jnp.linalg.det(per_sample(p, X)) - 1) ** 2)
+                    return jnp.mean((det2(per_sample(p, X)) - 1) ** 2)
 
                 step = jax.jit(jax.value_and_grad(loss))
                 out[f"jit(value_and_grad) through vmap({name})"] = (
@@ -315,6 +339,10 @@ class Torch(Peer):
         import torch.func
 
         torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:  # already set, or inter-op work already started
+            pass
         self.torch = torch
         self.version = torch.__version__
         self.threads = torch.get_num_threads()
@@ -356,7 +384,7 @@ class Torch(Peer):
             def with_det(jac):
                 def run():
                     J = jac()
-                    return J, torch.linalg.det(J)
+                    return J, det2(J)
 
                 return run
 
@@ -375,14 +403,14 @@ class Torch(Peer):
                 for p in leaves:
                     p.grad = None
                 J = functional(lambda X: self.apply(spec, leaves, X).sum(0), Xt, create_graph=True, vectorize=True)
-                loss = ((torch.linalg.det(J.permute(1, 0, 2)) - 1) ** 2).mean()
+                loss = ((det2(J.permute(1, 0, 2)) - 1) ** 2).mean()
                 loss.backward()
                 # the last bias does not affect J: torch leaves its gradient None
                 return (loss.detach(), *(torch.zeros_like(p) if p.grad is None else p.grad for p in leaves))
 
             def loss(params):
                 J = tf.vmap(tf.jacrev(lambda x: self.apply(spec, params, x)))(Xt)
-                return ((torch.linalg.det(J) - 1) ** 2).mean()
+                return ((det2(J) - 1) ** 2).mean()
 
             grad_and_value = tf.grad_and_value(loss)
 
@@ -428,7 +456,10 @@ def pin_threads(threads):
     except (AttributeError, OSError):  # no affinity control here: the variables still apply
         pass
     sys.stdout.flush()
-    env = {**os.environ, **{k: str(threads) for k in THREAD_VARIABLES}, marker: str(threads)}
+    xla = "--xla_cpu_multi_thread_eigen=false" if threads == 1 else ""
+    xla += f" intra_op_parallelism_threads={threads}"
+    env = {**os.environ, **{k: str(threads) for k in THREAD_VARIABLES}, marker: str(threads),
+           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " " + xla).strip()}
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
@@ -685,11 +716,12 @@ def main():
     sizes = [16, 256] if args.quick else [16, 64, 256, 1024, 4096]
     pin_threads(args.threads)
     steady_allocator()
+    blas = one_blas_thread() if args.threads == 1 else "NumPy's BLAS threads from the variables above"
     began = time.perf_counter()
 
     peers, notes = load_peers(args.threads)
     versions = [f"{peer.library} {peer.version}" for peer in peers]
-    header = [environment(), f"CPU: {cpu_model()}", *thread_lines(peers, args), allocator_note(),
+    header = [environment(), f"CPU: {cpu_model()}", *thread_lines(peers, args), blas, allocator_note(),
               f"peers: {', '.join(versions) or 'none'}"]
     for line in header + notes:
         print(line)
@@ -726,6 +758,10 @@ def main():
     for line in sweep_lines(sweeps, markdown=False):
         print(line)
 
+    allocator = allocator_comparison(cases, args)
+    for line in allocator_lines(allocator, markdown=False):
+        print(line)
+
     faster = faster_peers(results)
     print("\npeers faster than jacobian_np: " + ("none" if not faster else ""))
     for line in faster:
@@ -740,11 +776,47 @@ def main():
     print(png)
     command = "python bench/bench_peers.py " + " ".join(sys.argv[1:])
     write_results(HERE / "RESULTS.md", command, header, notes, results, labels, libraries, sweeps, faster, png, args,
-                  elapsed)
+                  elapsed, allocator)
     print(f"results written to {HERE / 'RESULTS.md'}")
 
 
-def write_results(path, command, header, notes, results, labels, libraries, sweeps, faster, png, args, elapsed):
+def allocator_comparison(cases, args):
+    """jacobian_np's headline method of each workload timed alone, with the allocator as it
+    comes and then with glibc's heap trimming off (mallopt): workload -> (name, default s,
+    tuned s); ``None`` without glibc or when the whole run is already tuned."""
+    if args.tuned_malloc or platform.system() != "Linux":
+        return None
+    calls = {}
+    for group, (label, task, net, X) in cases.items():
+        name, fn = next(iter(ours_methods(task, net, X).items()))
+        once = time.perf_counter()
+        fn(X)
+        once = time.perf_counter() - once
+        repeats = max(MIN_REPEATS, min(args.repeats, int(args.budget / 8 / max(once, 1e-9))))
+        calls[group] = (name, lambda _, fn=fn, X=X: fn(X), repeats)
+    default = {g: interleaved_medians({n: f}, None, r)[n] for g, (n, f, r) in calls.items()}
+    if not tune_allocator_now():
+        return None
+    tuned = {g: interleaved_medians({n: f}, None, r)[n] for g, (n, f, r) in calls.items()}
+    return {g: (calls[g][0], default[g], tuned[g]) for g in calls}
+
+
+def allocator_lines(allocator, markdown):
+    if allocator is None:
+        return []
+    out = []
+    if markdown:
+        out += ["| workload | method | default allocator ms | heap trimming off ms | default / tuned |",
+                "|---|---|---:|---:|---:|"]
+        out += [f"| {g} | {name} | {ms(a)} | {ms(b)} | {a / b:.2f} |" for g, (name, a, b) in allocator.items()]
+    else:
+        out.append("\njacobian_np alone: the allocator as it comes, then heap trimming off (mallopt)")
+        out += [f"{g:<8} {name:<40} {ms(a):>9}ms {ms(b):>9}ms  {a / b:5.2f}" for g, (name, a, b) in allocator.items()]
+    return out
+
+
+def write_results(path, command, header, notes, results, labels, libraries, sweeps, faster, png, args, elapsed,
+                  allocator=None):
     md = [
         "# jacobian_np against autograd, JAX and PyTorch",
         "",
@@ -799,6 +871,22 @@ def write_results(path, command, header, notes, results, labels, libraries, swee
         "workload's reuses its row above); `bench/results.png` plots them.",
         *sweep_lines(sweeps, markdown=True),
         "",
+    ]
+    if allocator:
+        md += [
+            "## Allocator",
+            "",
+            "The tables above use the C library's allocator as it comes. Here jacobian_np's headline method of "
+            "each workload is timed alone (no peer calls in between, so the times are lower than above), first "
+            "with that allocator and then, in the same process, with glibc's heap trimming off "
+            "(`mallopt(M_TRIM_THRESHOLD)` and `mallopt(M_MMAP_THRESHOLD)` at 1 GiB, what the variables "
+            "`MALLOC_TRIM_THRESHOLD_` and `MALLOC_MMAP_THRESHOLD_` do; earlier versions of these benchmarks "
+            "ran that way):",
+            "",
+            *allocator_lines(allocator, markdown=True),
+            "",
+        ]
+    md += [
         "## Notes",
         "",
     ]
@@ -810,10 +898,14 @@ def write_results(path, command, header, notes, results, labels, libraries, swee
     md += [f"- {note}" for note in notes] or ["- All three peers were installed: nothing was skipped."]
     cores = "one core" if args.threads == 1 else f"{args.threads} cores"
     md += [
-        f"- Threads: every library ran on {cores} (`--threads {args.threads}`; the default is 1). With NumPy's "
-        "OpenBLAS, XLA and PyTorch each keeping a thread pool in one process, on a 2-core virtual machine "
-        "OpenBLAS's threads were starved after JAX or PyTorch calls (a 0.4 ms forward pass took 16 ms), which "
-        "measures the co-tenancy, not the libraries; one core each avoids it. `--threads 2` measures "
+        f"- Threads: every library ran on {cores} (`--threads {args.threads}`; the default is 1): NumPy's BLAS "
+        "limited by threadpoolctl and the OpenBLAS/OpenMP/MKL variables, XLA by `XLA_FLAGS` "
+        "(`--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`) and with asynchronous CPU "
+        "dispatch off (`jax_cpu_enable_async_dispatch`; its worker thread otherwise kept the core busy after "
+        "each call, and the next library's calls ran up to 20 times slower), PyTorch by `torch.set_num_threads`. "
+        "With NumPy's OpenBLAS, XLA and PyTorch each keeping a thread pool in one process, on a 2-core virtual "
+        "machine OpenBLAS's threads were starved after JAX or PyTorch calls (a 0.4 ms forward pass took 16 ms), "
+        "which measures the co-tenancy, not the libraries; one core each avoids it. `--threads 2` measures "
         "multi-threaded runs, with that caveat.",
     ]
     jax_first = [first for rows in results.values() for lib, _, _, first, _ in rows if lib == "JAX"]
@@ -827,9 +919,10 @@ def write_results(path, command, header, notes, results, labels, libraries, swee
         "- autograd has no batched (vmap) Jacobian: `jacobian` of the sum over the batch runs one backward "
         "pass per output (501 for W3); for W3's single input its forward mode `deriv` is timed too, and "
         "nested for d2u/dx2 (`jacobian` nested would need 501 x 501 passes).",
-        "- W2: every library's determinant is its general `det` (an LU factorisation per 2 x 2 matrix; ours is "
-        "`np.linalg.det` on the `(n, 2, 2)` result); a closed-form 2 x 2 determinant would be cheaper in every "
-        "library.",
+        "- W2 and the training step: every library computes the 2 x 2 determinants in closed form, "
+        "`J[..., 0, 0] * J[..., 1, 1] - J[..., 0, 1] * J[..., 1, 0]` (a general `det` is an LU factorisation "
+        "per matrix and cost more than the Jacobian in some libraries); ours differentiates it with "
+        "`losses.det`, the peers by automatic differentiation.",
         "- PyTorch: `torch.func` transforms are not compiled (no `torch.compile`); "
         "`autograd.functional.jacobian(vectorize=True)` differentiates the sum over the batch.",
         "- W3's d2u/dx2: ours is `laplacian` (equal to `hessian` for one input, which is also shown); the "
