@@ -9,12 +9,18 @@ kept in a small least-recently-used cache on the network.
 
 Where a plan applies
 --------------------
-``Network.jacobian`` and ``Network.forward_backward`` (either mode), when every
-layer is an :class:`~jacobian_np.Affine` or an :class:`~jacobian_np.Elementwise`
-layer whose steps for the pass are the built-in fused ones: ``type(layer).pull``
-(reverse mode) or ``type(layer).push`` (forward mode), and
-``type(layer).forward_with_cache``, are the methods of ``Affine`` or
-``Elementwise`` themselves.  That is the engine's own test of a fast path: a
+Four kinds of pass have plans: ``Network.jacobian`` and ``forward_backward``
+(either mode, :class:`Plan`); training through the Jacobian,
+``jacobian_and_pullback`` and ``jacobian_param_grad`` (:class:`TrainingPlan`); and
+the second tangents of the pairs ``(k, k)`` behind ``laplacian`` (exact and
+Hutchinson), ``hessian_diagonal`` and the ``hessian`` of one input
+(:class:`SecondOrderPlan`).  A plan applies when every layer is an
+:class:`~jacobian_np.Affine` or an :class:`~jacobian_np.Elementwise` layer whose
+steps for the pass are the built-in fused ones: ``type(layer).pull`` (reverse
+mode), ``push`` (forward mode), ``push_tangents`` and ``pull_tangents``
+(training), ``push`` and ``push_second`` (second order), and
+``forward_with_cache``, are the methods of ``Affine`` or ``Elementwise``
+themselves (``Affine`` marks its generic training steps ``@fused`` for this).  That is the engine's own test of a fast path: a
 subclass that overrides a rule loses the fused step at class creation
 (:func:`jacobian_np._steps.drop_stale_fast_paths`), so its override is honoured
 because the plan is not used.  Nested networks are flattened.  In reverse mode the
@@ -46,6 +52,9 @@ What a plan does
   thread (``threading.local``) and chunk length, and reused; no buffer is ever
   returned.  Results are allocated for every call and owned by the caller.  Each
   thread has its own buffers, so a network can be used from several threads.
+
+Not yet planned: ``jvp``, ``vjp``, ``divergence``, ``param_grad`` and the full
+``hessian`` of several inputs (the pairs ``k < l``), which run the generic passes.
 
 Hooks: :func:`plan_cache_info` (hits, misses and size of a network's cache) and
 :func:`set_plans_enabled` (switch plans off, for instance to compare with the
@@ -187,6 +196,26 @@ def training_plan_for(network: Any, x: Array) -> Optional["TrainingPlan"]:
             return None
 
     return _cached(network, ("pullback", x.shape, x.dtype), build)
+
+
+def second_order_plan_for(network: Any, x: Array, T: Array, collapse: bool) -> Optional["SecondOrderPlan"]:
+    """The plan of ``network`` for the second tangents of the pairs ``(k, k)`` of the rows of
+    ``T`` (``laplacian``, ``hessian_diagonal``, and ``hessian`` of one input), summed into one
+    row if ``collapse``, on inputs shaped like ``x``; ``None`` when plans are off or do not
+    apply (see the module)."""
+    if not _enabled:
+        return None
+
+    def build(cache: _PlanCache) -> Optional[SecondOrderPlan]:
+        layers = _fusable_layers(network.layers, ("push", "push_second"))
+        if layers is None or network.d_in is None or not any(isinstance(layer, Affine) for layer in layers):
+            return None
+        try:
+            return SecondOrderPlan(layers, x, T, collapse)
+        except Exception:  # noqa: BLE001 - a layer's error: the generic passes report it on the real input
+            return None
+
+    return _cached(network, ("second", x.shape, x.dtype, T.shape, T.dtype, collapse), build)
 
 
 def _cached(network: Any, key: tuple, build: Callable[[_PlanCache], Any]) -> Any:
@@ -684,3 +713,88 @@ class TrainingPlan:
                 dV[:, 0, :] += bend
                 values_matter = True
         return [g for layer_grads in reversed(grads) for g in layer_grads]
+
+
+class SecondOrderPlan:
+    """Forward over forward mode (``Layer.push_second``) for the pairs ``(k, k)`` of the
+    directions ``T``, through a chain of affine and elementwise layers, for one input shape.
+
+    Each layer's input is one stack ``(1 + K + P, width, c)``: the values, the ``K`` first
+    tangents and the ``P`` second tangents (``P = 1`` when collapsed into one row, else
+    ``K``), each a contiguous ``(width, c)`` matrix with the samples along the fast axis.
+    An affine layer is one call for all of them (``W^T @ stack``); an elementwise layer
+    scales contiguous matrices.  After the last elementwise layer only the second
+    tangents go on, and the last affine layer writes them as the result
+    ``(c, P, d_out)``.  The stacks are this thread's buffers; the result is allocated
+    per call.
+    """
+
+    def __init__(self, layers: list, x: Array, T: Array, collapse: bool) -> None:
+        self.layers, self.collapse = layers, collapse
+        X = x[None] if x.ndim == 1 else x
+        K = T.shape[-2]
+        self.K, self.P = K, 1 if collapse else K
+        self.widths = [X.shape[-1]]
+        for layer in layers:
+            self.widths.append(layer.d_out if isinstance(layer, Affine) else self.widths[-1])
+        curved = [i for i, layer in enumerate(layers) if not isinstance(layer, Affine)]
+        self.stop = curved[-1] + 1 if curved else 0  # the stacks end there: then second tangents only
+        # the dtype of each stack, as the generic pass would have it: of x, T, the weights
+        # and what the activations' rules return
+        v = np.zeros((1, X.shape[-1]), dtype=X.dtype)
+        self.dtypes = [np.result_type(X, T)]
+        for layer in layers:
+            if isinstance(layer, Affine):
+                v = v @ layer.W
+                self.dtypes.append(np.result_type(self.dtypes[-1], v))
+            else:
+                v, cache = layer.forward_with_cache(v)
+                self.dtypes.append(np.result_type(self.dtypes[-1], v, *layer.fprimes(*cache)))
+        self._local = threading.local()
+
+    def __call__(self, x: Array, T: Array) -> Array:
+        X = x[None] if x.ndim == 1 else x
+        c, K, P, L = len(X), self.K, self.P, len(self.layers)
+        stacks = self._stacks(c)
+        V = stacks[0]
+        V[0] = X.T
+        V[1 : 1 + K] = np.broadcast_to(T, X.shape[:-1] + T.shape[-2:]).transpose(1, 2, 0)
+        V[1 + K :] = 0
+        for i, layer in enumerate(self.layers[: self.stop]):
+            V, out = stacks[i], stacks[i + 1]
+            if isinstance(layer, Affine):
+                np.matmul(layer.W.T, V, out=out)
+                if layer.b is not None:
+                    out[0] += layer.b[:, None]
+            else:  # Elementwise.push_second, on (c, width) views of the values
+                value, cache = layer.forward_with_cache(V[0].T)
+                first, second = (f.T for f in layer.fprimes(*cache))
+                tangents = V[1 : 1 + K]
+                bend = np.square(tangents, out=out[1 : 1 + K])  # u * v for the pairs (k, k)
+                if self.collapse and K > 1:
+                    bend = bend.sum(axis=0, keepdims=True)
+                bend *= second
+                np.multiply(V[1 + K :], first, out=out[1 + K :])
+                out[1 + K :] += bend
+                np.multiply(tangents, first, out=out[1 : 1 + K])
+                out[0] = value.T
+        S = stacks[self.stop][1 + K :]  # (P, width, c): on through the affine layers after
+        for layer in self.layers[self.stop : L - 1]:
+            S = np.matmul(layer.W.T, S)
+        # an affine network has zero second tangents, in x's dtype as from the generic pass
+        result = np.empty((c, P, self.widths[-1]), dtype=self.dtypes[-1] if self.stop else X.dtype)
+        if self.stop < L:  # the last layer is affine: it writes the result, a product per row
+            np.matmul(S.transpose(0, 2, 1), self.layers[-1].W, out=result.transpose(1, 0, 2))
+        else:
+            np.copyto(result, S.transpose(2, 0, 1))
+        return result[0] if x.ndim == 1 else result
+
+    def _stacks(self, c: int) -> list:
+        """This thread's stacks for chunks of ``c`` samples, up to the last elementwise layer."""
+        stacks = self._local.__dict__.setdefault("stacks", {}).get(c)
+        if stacks is None:
+            rows = 1 + self.K + self.P
+            stacks = self._local.stacks[c] = [
+                np.empty((rows, width, c), dtype) for width, dtype in zip(self.widths, self.dtypes[: self.stop + 1])
+            ]
+        return stacks

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._chain import require
+from ._plans import second_order_plan_for
 from ._typing import Array
 from ._validation import as_input, hutchinson_directions, input_dims, method_and_samples
 from .errors import ZeroCurvatureWarning
@@ -263,6 +264,10 @@ class SecondOrderMethods:
 
     def _second_tangents(self, x: Array, T: Array, pairs: Any, collapse: bool) -> Array:
         """Second tangents ``(*batch, P, d_out)`` of the pairs of rows of ``T``."""
+        if pairs is None:  # an execution plan when one applies (see _plans)
+            plan = second_order_plan_for(self, x, T, collapse)
+            if plan is not None:
+                return plan(x, T)
         # the final layers with constant Jacobians need no values
         _, cache = self._trace(x, self._forward_stop)
         T = np.broadcast_to(T, x.shape[:-1] + T.shape[-2:])

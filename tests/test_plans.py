@@ -376,3 +376,50 @@ def test_shared_parameters_run_the_generic_training_pass(rng):
     J, pullback = net.jacobian_and_pullback(X)
     assert len(pullback(np.ones_like(J))) == 2  # W and b once, summed over both uses
     assert plan_cache_info(net).generic == 1
+
+
+# --- second order ---------------------------------------------------------------------
+
+
+SMOOTH = {name: make for name, make in NETWORKS.items() if name not in ("activations around",)}  # ReLU, ELU: kinks
+
+
+@pytest.mark.parametrize("make", SMOOTH.values(), ids=SMOOTH.keys())
+def test_second_order_plans_give_the_results_of_the_generic_passes(make, rng, plans_off):
+    net = make(rng)
+    for X in (rng.normal(size=(9, net.d_in)), rng.normal(size=net.d_in), np.zeros((0, net.d_in)),
+              rng.normal(size=(6, net.d_in)).astype(np.float32)):
+        calls = [
+            lambda: net.laplacian(X),
+            lambda: net.laplacian(X, chunk_size=4),
+            lambda: net.laplacian(X, dims=[net.d_in - 1]),
+            lambda: net.laplacian(X, method="hutchinson", samples=3, seed=0),
+            lambda: net.hessian_diagonal(X),
+        ]
+        if net.d_in == 1:
+            calls.append(lambda: net.hessian(X))
+        for call in calls:
+            with pytest.warns(jn.ZeroCurvatureWarning) if net.piecewise_linear else _no_warning():
+                want = plans_off(call)
+            with pytest.warns(jn.ZeroCurvatureWarning) if net.piecewise_linear else _no_warning():
+                got = call()
+            assert_same(got, want, want.dtype)
+    assert plan_cache_info(net).generic == 0
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_second_order_plans_use_the_current_weights(rng, plans_off):
+    net = mlp(rng, [3, 6, 6, 2], jn.Tanh)
+    X = rng.normal(size=(5, 3))
+    net.laplacian(X)
+    for p in net.params:
+        p *= 0.7
+    assert_same(net.laplacian(X), plans_off(lambda: net.laplacian(X)))
+    assert plan_cache_info(net).misses == 1
