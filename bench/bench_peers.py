@@ -40,10 +40,14 @@ Peers, each timed only when installed (a note is printed otherwise):
 Every method's result is checked against ours (``rtol=1e-9``) before anything is
 timed.  Inputs are converted to each library's array type beforehand and results
 are left in it (JAX results are waited for with ``block_until_ready``).  Times are
-medians of interleaved repeats (``interleaved_medians``), with fewer repeats for a
-group whose round of calls is slow (``--budget`` seconds per group, at least 5
-repeats); methods more than 20 times slower than ours are interleaved among
-themselves, apart from the others, whose calls their memory traffic would slow.
+medians of interleaved repeats (``interleaved_medians``) of each method paired
+with ours, with fewer repeats for a pair whose round of calls is slow
+(``--budget`` seconds per workload, at least 5 repeats); ours is the median of its
+medians in the pairs, leaving out those with methods more than 20 times slower,
+whose memory traffic slows the calls after them.  Pairs, not all methods at once:
+seven methods of four libraries interleaved evicted each other's code and data
+from the caches, so that every call started cold (W4: ours 18 -> 32 us, JAX's
+jacrev 10 -> 27 us), which measures the mix rather than the libraries.
 The first call of every method, which includes JAX's tracing and XLA
 compilation, is timed separately.
 
@@ -478,7 +482,7 @@ def run_group(group, task, net, X, peers, args):
     """Check every method against ours, then time them all interleaved.
 
     Returns rows ``(library, method, median s, first call s, repeats)``, ours first;
-    repeats end in ``*`` for the methods timed in the separate set of slow ones.
+    repeats end in ``*`` for the slow methods, whose pairs do not count towards ours.
     """
     ours = ours_methods(task, net, X)
     reference = None
@@ -502,25 +506,34 @@ def run_group(group, task, net, X, peers, args):
             check(to_numpy(result), reference, f"{group} {peer.library} {name}")
             calls[(peer.library, name)] = call
     # a warm call of each (the second of two in a row, so that no neighbour disturbs it)
-    # sorts the methods into two interleaved sets and sets how many repeats fit the budget
+    # sorts the methods and sets how many repeats fit the budget
     warm = {}
     for key, call in calls.items():
         call()
         start = time.perf_counter()
         call()
         warm[key] = time.perf_counter() - start
-    ours_warm = warm[next(iter(calls))]
-    slow = [key for key in calls if key[0] != "jacobian_np" and warm[key] > SLOW * ours_warm]
-    fast = [key for key in calls if key not in slow]
-    medians, repeats = {}, {}
-    for keys in (fast, slow):
-        if not keys:
-            continue
-        round_time = sum(warm[key] for key in keys)
-        n = max(min(MIN_REPEATS, args.repeats), min(args.repeats, int(args.budget / max(round_time, 1e-9))))
-        functions = {key: (lambda _, call=calls[key]: call()) for key in keys}
-        medians.update(interleaved_medians(functions, None, n))
-        repeats.update({key: f"{n}*" if keys is slow else str(n) for key in keys})
+    ours = next(iter(calls))
+    slow = [key for key in calls if key[0] != "jacobian_np" and warm[key] > SLOW * warm[ours]]
+    # each method interleaved with ours, in pairs: interleaving all of them at once evicted
+    # each one's code and data from the caches before its turn came (W4: ours 18 -> 32 us,
+    # JAX's jacrev 10 -> 27 us), which measures the mix, not the libraries
+    others = [key for key in calls if key != ours]
+    medians, repeats, ours_times = {}, {}, []
+    for key in others:
+        round_time = warm[ours] + warm[key]
+        share = args.budget / max(1, len(others))
+        n = max(min(MIN_REPEATS, args.repeats), min(args.repeats, int(share / max(round_time, 1e-9))))
+        pair = {k: (lambda _, call=calls[k]: call()) for k in (ours, key)}
+        timed = interleaved_medians(pair, None, n)
+        medians[key] = timed[key]
+        repeats[key] = f"{n}*" if key in slow else str(n)
+        if key not in slow:  # a slow method's memory traffic slows the calls after it
+            ours_times.append(timed[ours])
+    if not ours_times:  # nothing to pair with, or only slow methods: ours alone
+        ours_times = [interleaved_medians({ours: lambda _: calls[ours]()}, None, max(MIN_REPEATS, args.repeats))[ours]]
+    medians[ours] = float(np.median(ours_times))
+    repeats[ours] = f"{len(ours_times)} pairs"
     return [(lib, name, medians[(lib, name)], first[(lib, name)], repeats[(lib, name)]) for lib, name in calls]
 
 
@@ -735,7 +748,8 @@ def main():
         results[group] = run_group(group, task, net, X, peers, args)
         print("\n".join(table_lines({group: label}, {group: results[group]}, markdown=False)[2:]), flush=True)
 
-    print(f"rep: interleaved repeats; * = slower than {SLOW} x ours, timed in a separate interleaved set")
+    print(f"rep: interleaved repeats of the method paired with ours (ours: how many pairs); "
+          f"* = slower than {SLOW} x ours, its pair left out of ours' time")
     libraries = [peer.library for peer in peers]
     print("\nfastest method of each library (peer / ours > 1: jacobian_np is faster)")
     for line in summary_lines(summary(results, libraries), libraries, markdown=False):
@@ -840,9 +854,13 @@ def write_results(path, command, header, notes, results, labels, libraries, swee
         "Median time per call in milliseconds. *peer / ours* is the method's median over jacobian_np's "
         "(first row of each workload): above 1, jacobian_np is faster. *first call* is the first call of "
         "the method on this input shape, which for JAX includes tracing and XLA compilation (PyTorch and "
-        "autograd trace on every call, so theirs is a warm-up). *repeats* counts the interleaved repeats; "
-        f"`*` marks the methods more than {SLOW} x slower than ours, timed interleaved among themselves so that "
-        "their memory traffic does not slow the others' calls.",
+        "autograd trace on every call, so theirs is a warm-up). Each method is timed interleaved with "
+        "jacobian_np's first method, in pairs; *repeats* counts the interleaved repeats of the pair, and for "
+        "jacobian_np's first method the pairs its time is the median over. "
+        f"`*` marks the methods more than {SLOW} x slower than ours, whose pairs are left out of ours' time "
+        "(their memory traffic slows the calls after them). Interleaving all methods of a workload at once, "
+        "as earlier versions did, evicted each library's code and data from the caches before its turn "
+        "(W4: ours 18 -> 32 us, JAX's jacrev 10 -> 27 us).",
         "",
         *table_lines(labels, results, markdown=True),
         "",
