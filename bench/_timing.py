@@ -9,8 +9,6 @@ script with glibc's heap trimming off, as the earlier benchmarks did, for compar
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import os
 import platform
 import sys
@@ -40,20 +38,6 @@ def steady_allocator():
         return
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, **_ALLOCATOR})
-
-
-def tune_allocator_now():
-    """Raise glibc's trim and mmap thresholds in this process (``mallopt``), as ``--tuned-malloc``
-    does at start-up; ``False`` where there is no glibc.  The dynamic thresholds of the
-    default cannot be restored afterwards."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    return bool(mallopt(M_TRIM_THRESHOLD, 2**30)) and bool(mallopt(M_MMAP_THRESHOLD, 2**30))
 
 
 def allocator_note():

@@ -66,10 +66,10 @@ calls, and a 0.4 ms forward pass took 16 ms.  ``--threads 2`` (or more) measures
 multi-threaded runs, with that caveat.
 
 Allocator: the C library's allocator as it comes (the user's setting).  After the
-main table, jacobian_np's methods are timed again with glibc's heap trimming
-turned off in the process (``mallopt``, what ``--tuned-malloc`` does with
-environment variables at start-up), for comparison; ``--tuned-malloc`` runs
-everything that way.
+main table, jacobian_np's headline methods are timed alone in fresh processes,
+alternately with that allocator and with glibc's heap trimming off (the variables
+``--tuned-malloc`` sets), for comparison; ``--tuned-malloc`` runs everything that
+way.
 
 Then, for the W2 and W5 shapes, time against batch size (16 ... 4,096).
 
@@ -82,22 +82,25 @@ smoke test and cannot be combined with ``--write``.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from _timing import (
+    _ALLOCATOR,
     allocator_note,
     argument_parser,
     environment,
     interleaved_medians,
     one_blas_thread,
     steady_allocator,
-    tune_allocator_now,
 )
 from bench_modes import mlp
 from bench_training import det_step as training_step
@@ -719,6 +722,7 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 2 repeats, batches of at most 256, batch sizes 16 and 256 in the sweep")
     parser.add_argument("--write", action="store_true", help="write bench/RESULTS.md and bench/results.png")
+    parser.add_argument("--ours-alone", action="store_true", help=argparse.SUPPRESS)  # see allocator_comparison
     args = parser.parse_args()
     if args.quick and args.write:
         parser.error("--write records a real run; it cannot be combined with --quick")
@@ -730,6 +734,9 @@ def main():
     pin_threads(args.threads)
     steady_allocator()
     blas = one_blas_thread() if args.threads == 1 else "NumPy's BLAS threads from the variables above"
+    if args.ours_alone:  # a child of allocator_comparison: our times, as one line of JSON
+        print(json.dumps(ours_alone(workloads(np.random.default_rng(0), 256 if args.quick else None), args)))
+        return
     began = time.perf_counter()
 
     peers, notes = load_peers(args.threads)
@@ -772,7 +779,7 @@ def main():
     for line in sweep_lines(sweeps, markdown=False):
         print(line)
 
-    allocator = allocator_comparison(cases, args)
+    allocator = allocator_comparison(args)
     for line in allocator_lines(allocator, markdown=False):
         print(line)
 
@@ -794,25 +801,40 @@ def main():
     print(f"results written to {HERE / 'RESULTS.md'}")
 
 
-def allocator_comparison(cases, args):
-    """jacobian_np's headline method of each workload timed alone, with the allocator as it
-    comes and then with glibc's heap trimming off (mallopt): workload -> (name, default s,
-    tuned s); ``None`` without glibc or when the whole run is already tuned."""
-    if args.tuned_malloc or platform.system() != "Linux":
-        return None
-    calls = {}
+def ours_alone(cases, args):
+    """Median seconds of jacobian_np's headline method of each workload, timed alone."""
+    out = {}
     for group, (label, task, net, X) in cases.items():
         name, fn = next(iter(ours_methods(task, net, X).items()))
+        fn(X)
         once = time.perf_counter()
         fn(X)
         once = time.perf_counter() - once
         repeats = max(MIN_REPEATS, min(args.repeats, int(args.budget / 8 / max(once, 1e-9))))
-        calls[group] = (name, lambda _, fn=fn, X=X: fn(X), repeats)
-    default = {g: interleaved_medians({n: f}, None, r)[n] for g, (n, f, r) in calls.items()}
-    if not tune_allocator_now():
+        out[group] = (name, interleaved_medians({name: lambda _, fn=fn, X=X: fn(X)}, None, repeats)[name])
+    return out
+
+
+def allocator_comparison(args, rounds=3):
+    """jacobian_np's headline methods timed alone in fresh processes, alternately with the
+    allocator as it comes and with glibc's heap trimming off (the variables of
+    --tuned-malloc), ``rounds`` times each: workload -> (name, default s, tuned s), the
+    medians over the rounds; ``None`` off Linux or when the whole run is tuned."""
+    if args.tuned_malloc or platform.system() != "Linux":
         return None
-    tuned = {g: interleaved_medians({n: f}, None, r)[n] for g, (n, f, r) in calls.items()}
-    return {g: (calls[g][0], default[g], tuned[g]) for g in calls}
+    command = [sys.executable, str(Path(__file__).resolve()), "--ours-alone", "--repeats", str(args.repeats),
+               "--budget", str(args.budget), "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    default_env = {k: v for k, v in os.environ.items() if k not in _ALLOCATOR}
+    times: dict = {"default": [], "tuned": []}
+    for _ in range(rounds):
+        for kind, env in (("default", default_env), ("tuned", {**default_env, **_ALLOCATOR})):
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            times[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {
+        group: (name, float(np.median([run[group][1] for run in times["default"]])),
+                float(np.median([run[group][1] for run in times["tuned"]])))
+        for group, (name, _) in times["default"][0].items()
+    }
 
 
 def allocator_lines(allocator, markdown):
@@ -824,7 +846,7 @@ def allocator_lines(allocator, markdown):
                 "|---|---|---:|---:|---:|"]
         out += [f"| {g} | {name} | {ms(a)} | {ms(b)} | {a / b:.2f} |" for g, (name, a, b) in allocator.items()]
     else:
-        out.append("\njacobian_np alone: the allocator as it comes, then heap trimming off (mallopt)")
+        out.append("\njacobian_np alone: the allocator as it comes, and heap trimming off (fresh processes, alternately)")
         out += [f"{g:<8} {name:<40} {ms(a):>9}ms {ms(b):>9}ms  {a / b:5.2f}" for g, (name, a, b) in allocator.items()]
     return out
 
@@ -895,11 +917,9 @@ def write_results(path, command, header, notes, results, labels, libraries, swee
             "## Allocator",
             "",
             "The tables above use the C library's allocator as it comes. Here jacobian_np's headline method of "
-            "each workload is timed alone (no peer calls in between, so the times are lower than above), first "
-            "with that allocator and then, in the same process, with glibc's heap trimming off "
-            "(`mallopt(M_TRIM_THRESHOLD)` and `mallopt(M_MMAP_THRESHOLD)` at 1 GiB, what the variables "
-            "`MALLOC_TRIM_THRESHOLD_` and `MALLOC_MMAP_THRESHOLD_` do; earlier versions of these benchmarks "
-            "ran that way):",
+            "each workload is timed alone in fresh processes, three with that allocator and three with glibc's "
+            "heap trimming off (`MALLOC_TRIM_THRESHOLD_` and `MALLOC_MMAP_THRESHOLD_` at 1 GiB, as earlier "
+            "versions of these benchmarks ran, `--tuned-malloc`), alternately; medians over the processes:",
             "",
             *allocator_lines(allocator, markdown=True),
             "",
