@@ -98,7 +98,7 @@ def forward_backward(
     >>> np.allclose(y.compute(), y_ref) and np.allclose(J.compute(), J_ref)
     True
     """
-    return _rowwise(net, X, "forward_backward", mode, blas_threads=blas_threads)  # type: ignore[return-value]
+    return _rowwise(net, X, "forward_backward", mode, blas_threads=blas_threads)
 
 
 def jacobian(net: Network, X: DaskArray, mode: str = "auto", *, blas_threads: Optional[int] = 1) -> DaskArray:
@@ -301,7 +301,7 @@ def jvp(net: Network, X: DaskArray, v: Any, *, blas_threads: Optional[int] = 1) 
     >>> np.allclose(Jv.compute(), net.jacobian(X.compute())[:, :, 0])
     True
     """
-    return _rowwise(net, X, "jvp", v, blas_threads=blas_threads)  # type: ignore[return-value]
+    return _rowwise(net, X, "jvp", v, blas_threads=blas_threads)
 
 
 def vjp(net: Network, X: DaskArray, u: Any, *, blas_threads: Optional[int] = 1) -> tuple[DaskArray, DaskArray]:
@@ -357,7 +357,7 @@ def vjp(net: Network, X: DaskArray, u: Any, *, blas_threads: Optional[int] = 1) 
     >>> np.allclose(uJ.compute(), np.einsum("ij,ijk->ik", U.compute(), net.jacobian(X.compute())))
     True
     """
-    return _rowwise(net, X, "vjp", u, blas_threads=blas_threads)  # type: ignore[return-value]
+    return _rowwise(net, X, "vjp", u, blas_threads=blas_threads)
 
 
 # --- the generic wrapper -----------------------------------------------------------------
@@ -382,7 +382,7 @@ def _rowwise(
     the arguments before any work.  Returns one Dask array, or a tuple of them when
     the method returns a tuple.
     """
-    da = _import_optional("dask.array", "dask", "dask", f"jacobian_np.dask.{method}")
+    da = _import_optional("dask.array", "dask[array]", "dask", f"jacobian_np.dask.{method}")
     owner = f"jacobian_np.dask.{method}"
     X = _as_rows(X, net, owner, da)
     per_sample = [i for i, a in enumerate(args) if isinstance(a, da.Array)]

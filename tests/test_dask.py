@@ -9,7 +9,10 @@ import concurrent.futures
 import logging
 import multiprocessing
 import pickle
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -360,3 +363,13 @@ def test_cluster_writes_the_jacobian_of_a_zarr_dataset_without_holding_it(client
     assert written.shape == (n, d_out, d_in) and written.chunks == (rows, d_out, d_in)
     rows_checked = np.sort(rng.choice(n, 500, replace=False))  # from every block
     np.testing.assert_allclose(written.oindex[rows_checked], net.jacobian(x[rows_checked]), rtol=1e-12, atol=1e-14)
+
+
+def test_import_jacobian_np_imports_no_dask():
+    code = (
+        "import sys, jacobian_np, jacobian_np.dask; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed', 'threadpoolctl', 'zarr'}))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
