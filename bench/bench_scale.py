@@ -41,7 +41,7 @@ import time
 import tracemalloc
 
 import numpy as np
-from _timing import argument_parser, start
+from _timing import _ALLOCATOR, argument_parser, start
 
 import jacobian_np as jn
 
@@ -79,6 +79,10 @@ def growth_stop(start_level):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak - start_level, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def malloc_trim():
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_", "default")
 
 
 def blas_threads():
@@ -199,7 +203,11 @@ def main():
     rng = np.random.default_rng(0)
     net = mlp(rng, WIDTHS)
     rows = max(1, jn.get_memory_budget() // (WIDTHS[-1] * WIDTHS[0] * 8))
-    with tempfile.TemporaryDirectory() as folder, distributed.LocalCluster(
+    # distributed starts its workers with MALLOC_TRIM_THRESHOLD_=65536: give them this
+    # process's allocator settings instead, so that both sides allocate alike
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+    environ = {**environ, **{k: os.environ[k] for k in _ALLOCATOR if k in os.environ}}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), tempfile.TemporaryDirectory() as folder, distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
@@ -216,7 +224,11 @@ def main():
             ),
             scheduler=client,
         )
-        print(f"worker BLAS threads: {sorted(set(client.run(blas_threads).values()))}; this process: {blas_threads()}\n")
+        print(
+            f"workers: BLAS threads {sorted(set(client.run(blas_threads).values()))}, MALLOC_TRIM_THRESHOLD_ "
+            f"{sorted(set(client.run(malloc_trim).values()))}; this process: BLAS threads {blas_threads()}, "
+            f"MALLOC_TRIM_THRESHOLD_ {malloc_trim()}\n"
+        )
         memory_run(client, net, folder, rows, args.budget_multiple, rng, dask, da, jnd, zarr)
         throughput_run(client, net, folder, args.rows, rows, args.repeats, rng, dask, da, jnd, zarr, threadpoolctl)
 

@@ -179,6 +179,24 @@ def test_per_sample_directions_are_rechunked_to_the_rows_of_x(net, data):
     np.testing.assert_allclose(Jv.compute(scheduler="sync"), net.jvp(x, v)[1], rtol=1e-12, atol=1e-14)
 
 
+class TaylorLike(jn.Network):
+    """A per-row method whose batch axis comes second, as ``taylor``'s does: (order + 1, n, d_out)."""
+
+    def powers(self, x, v, order):
+        y = self.forward(x) + np.sum(x * v, axis=-1, keepdims=True)
+        return np.stack([y**k for k in range(order + 1)])
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_the_generic_wrapper_serves_a_method_with_the_batch_axis_second(shared, rng, data):
+    (x, v, _), (X, V, _) = data
+    net = TaylorLike(make_net(rng).layers)
+    direction, v_used = (v[0], v[0]) if shared else (V, v)
+    T = jnd._rowwise(net, X, "powers", direction, order=3, batch_axis=1)
+    assert T.shape == (4, 11, 2) and T.chunks == ((4,), X.chunks[0], (2,))
+    np.testing.assert_allclose(T.compute(scheduler="sync"), net.powers(x, v_used, 3), rtol=1e-12)
+
+
 # --- lazy: nothing runs before compute, and then one call per block ---------------------------
 
 
