@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from .importers import _import_optional
-from .network import Network, get_memory_budget, set_memory_budget
+from . import Network, get_memory_budget, set_memory_budget
 
 if TYPE_CHECKING:  # pragma: no cover
     from dask.array import Array as DaskArray

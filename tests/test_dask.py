@@ -123,6 +123,22 @@ def test_equals_the_in_memory_result(name, scheduler, compute, net, data):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("scheduler", ["processes", "distributed"])
+def test_composite_and_nested_networks_travel_to_worker_processes(scheduler, compute, rng, data):
+    (x, _, _), (X, _, _) = data
+    inner = make_net(rng)  # 3 -> 2
+    net = jn.Network(
+        [
+            jn.Affine(rng.normal(size=(3, 4))),
+            jn.Residual(jn.Network([jn.LayerNorm(4), jn.Affine(rng.normal(size=(4, 4))), jn.Tanh()]), scale=0.5),
+            jn.Parallel([jn.Affine(rng.normal(size=(4, 3))), jn.Network([jn.Affine(rng.normal(size=(4, 3))), inner])]),
+        ]
+    )
+    J, H = compute(jnd.jacobian(net, X), jnd.hessian(net, X))
+    np.testing.assert_allclose(J, net.jacobian(x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(H, net.hessian(x), rtol=1e-12, atol=1e-14)
+
+
 def test_jacobian_matches_central_differences(net, data):
     (x, _, _), (X, _, _) = data
     J = jnd.jacobian(net, X).compute(scheduler="sync")
