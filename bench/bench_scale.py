@@ -2,7 +2,7 @@
 
 A plain script, not collected by pytest::
 
-    python bench/bench_scale.py [--repeats 5] [--rows 8192] [--budget-multiple 10]
+    python bench/bench_scale.py [--repeats 5] [--rows 8192] [--budget-multiple 10] [--block-rows R]
 
 Network: 64 -> 256 -> 256 -> 32 tanh (W5 of bench_modes.py), float64; its Jacobian
 is 16 KiB per row.  Blocks of rows are sized so that a block's Jacobian equals the
@@ -213,6 +213,9 @@ def main():
     parser.add_argument(
         "--budget-multiple", type=int, default=10, help="J of the memory run over the budget (default %(default)s)"
     )
+    parser.add_argument(
+        "--block-rows", type=int, default=None, help="rows per block (default: a block of J the size of the budget)"
+    )
     args = parser.parse_args()
     try:
         import dask
@@ -229,7 +232,7 @@ def main():
 
     rng = np.random.default_rng(0)
     net = mlp(rng, WIDTHS)
-    rows = max(1, jn.get_memory_budget() // (WIDTHS[-1] * WIDTHS[0] * 8))
+    rows = args.block_rows or max(1, jn.get_memory_budget() // (WIDTHS[-1] * WIDTHS[0] * 8))
     # distributed starts its workers with MALLOC_TRIM_THRESHOLD_=65536: give them this
     # process's allocator settings instead, so that both sides allocate alike
     environ = dask.config.get("distributed.nanny.pre-spawn-environ")
