@@ -269,33 +269,43 @@ def _sklearn_scaling(scaler: Any, name: str) -> tuple[Array, Array]:
 
 # --- PyTorch ---------------------------------------------------------------------------
 
-_TORCH_SUPPORTED = (
-    "Sequential, Linear, ReLU, Sigmoid, Tanh, Softmax, LogSoftmax, Softplus, LeakyReLU, "
-    "ELU, GELU, SiLU, Identity, Flatten, Dropout"
-)
-
 
 def from_torch(module: Any) -> Network:
-    """A :class:`Network` computing a PyTorch ``nn.Sequential`` multilayer perceptron.
+    """A :class:`Network` computing a PyTorch module.
 
     Parameters
     ----------
-    module : torch.nn.Sequential or a supported torch.nn module
-        A ``Sequential`` (nested ``Sequential`` containers are flattened) of
-        ``Linear``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``, ``LogSoftmax``,
-        ``Softplus``, ``LeakyReLU``, ``ELU``, ``GELU``, ``SiLU``, ``Identity``,
-        ``Flatten`` and ``Dropout``; or one such module alone.
+    module : torch.nn.Module
+        Any module whose ``forward`` traces with ``torch.fx`` to supported
+        operations, applied to one input of shape ``(n, d_in)``: an
+        ``nn.Sequential``, or a module of your own with a loop over an
+        ``nn.ModuleList``, residual connections and so on.
 
     Returns
     -------
     Network
         The network that the module computes in evaluation mode
-        (``module.eval()``), on inputs of shape ``(n, d_in)``:
+        (``module.eval()``; the module's own modes are left as they were),
+        with the weights copied with their dtype (float32 weights give float32
+        layers).  The forward is traced symbolically (``torch.fx``); then
 
-        - ``Linear`` becomes ``Affine(weight.T, bias)``, the weights copied
-          with their dtype (float32 weights give a float32 ``Affine``);
-        - ``LeakyReLU(negative_slope)`` and ``ELU(alpha)`` keep their parameter;
-        - ``Identity`` becomes :class:`Identity`;
+        - ``Linear`` (or ``F.linear``, or ``x @ W`` with a constant ``W``) becomes
+          ``Affine(weight.T, bias)``;
+        - ``ReLU``, ``Sigmoid``, ``Tanh``, ``SiLU``, ``GELU``, ``Softplus``,
+          ``LeakyReLU``, ``ELU``, ``Softmax``, ``LogSoftmax``, ``Identity``, as
+          modules, as ``torch``/``torch.nn.functional`` functions or as tensor
+          methods, and ``torch.sin``, become the layer of the same name;
+        - ``LayerNorm`` (or ``F.layer_norm``) over the last axis becomes
+          :class:`LayerNorm`, and so does ``(x - mean) / sqrt(var + eps)``
+          written out;
+        - ``x + block(x)`` and ``x + c * block(x)`` become
+          ``Residual(block, scale=c)`` (``x - block(x)`` has ``scale=-1``), a
+          sum of two other branches ``Parallel`` then ``Affine([I; I])``;
+        - ``torch.cat`` of branches on the last axis becomes ``Parallel``;
+        - multiplying by, dividing by, adding or subtracting a constant (a
+          number or one value per feature, such as an input normalisation) is
+          folded exactly into the neighbouring ``Affine`` or ``LayerNorm``;
+        - ``x * torch.sigmoid(x)`` becomes :class:`SiLU`;
         - ``Dropout`` (the identity in evaluation mode) and ``Flatten`` (the
           identity on ``(n, d)`` inputs) are left out.
 
@@ -304,19 +314,22 @@ def from_torch(module: Any) -> Network:
     ImportError
         If PyTorch is not installed.
     TypeError
-        If ``module`` is not a ``torch.nn.Module``, or it or a submodule is of an
-        unsupported type (the message names it and where it sits), or is a
-        subclass that overrides ``forward``, or weights have a dtype NumPy lacks
-        (``bfloat16``).
+        If ``module`` is not a ``torch.nn.Module``, or it contains a standard
+        module of an unsupported type (the message names it and its path, as in
+        ``named_modules``), or weights have a dtype NumPy lacks (``bfloat16``).
     ValueError
-        For unsupported settings: ``Softmax`` or ``LogSoftmax`` over a ``dim``
-        other than the last (``-1`` or ``1``), ``Softplus`` with ``beta != 1`` or
-        ``threshold < 20``, ``GELU(approximate='tanh')``, ``Flatten`` with other
-        than ``start_dim=1, end_dim=-1``.
+        If the forward cannot be traced (it branches on tensor values, say) or
+        uses an unsupported operation (the message names it, with the file and
+        line that call it); if a module has a forward hook or pre-hook (pruning
+        recomputes the weight in one) or tensors on the meta device; for
+        unsupported settings: a softmax over a ``dim`` other than the last,
+        ``Softplus`` with ``beta != 1`` or ``threshold < 20``,
+        ``GELU(approximate='tanh')``, ``Flatten`` with other than
+        ``start_dim=1, end_dim=-1``.
 
     See Also
     --------
-    from_sklearn, from_onnx
+    from_sklearn, from_onnx, to_torch
 
     Notes
     -----
@@ -334,143 +347,29 @@ def from_torch(module: Any) -> Network:
     >>> import numpy as np
     >>> import torch  # doctest: +SKIP
     >>> from jacobian_np import from_torch
-    >>> model = torch.nn.Sequential(
-    ...     torch.nn.Linear(4, 16), torch.nn.GELU(), torch.nn.Dropout(0.1), torch.nn.Linear(16, 3)
-    ... ).double().eval()  # doctest: +SKIP
+    >>> class MLP(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.hidden = torch.nn.ModuleList([torch.nn.Linear(4, 16), torch.nn.Linear(16, 16)])
+    ...         self.out = torch.nn.Linear(16, 3)
+    ...     def forward(self, x):
+    ...         for layer in self.hidden:
+    ...             x = torch.tanh(layer(x))
+    ...         return self.out(x)  # doctest: +SKIP
+    >>> model = MLP().double()  # doctest: +SKIP
     >>> net = from_torch(model)  # doctest: +SKIP
     >>> net  # doctest: +SKIP
-    Network([Affine(d_in=4, d_out=16), GELU(), Affine(d_in=16, d_out=3)])
+    Network([Affine(d_in=4, d_out=16), Tanh(), Affine(d_in=16, d_out=16), Tanh(), Affine(d_in=16, d_out=3)])
     >>> X = np.random.default_rng(0).normal(size=(5, 4))  # doctest: +SKIP
     >>> np.allclose(net.forward(X), model(torch.from_numpy(X)).detach().numpy())  # doctest: +SKIP
     True
     """
     owner = "from_torch"
     torch = _import_optional("torch", "torch", "torch", owner)
-    nn = torch.nn
-    if not isinstance(module, nn.Module):
-        raise TypeError(
-            f"from_torch expects a torch.nn.Module (an nn.Sequential of supported layers); "
-            f"got {type(module).__name__}."
-        )
-    converters = _torch_converters(nn)
-    layers: list[Layer] = []
-    for path, leaf in _torch_leaves(module, "", nn):
-        where = f"module {type(leaf).__name__} at {path!r}" if path else f"module {type(leaf).__name__}"
-        base = _torch_base(leaf, converters, where)
-        layer = converters[base](leaf, where, torch)
-        if layer is not None:
-            layers.append(layer)
-    if not layers:  # only Dropout and Flatten: the identity
-        layers.append(Identity())
-    return Network(layers)
-
-
-def _torch_leaves(module: Any, path: str, nn: Any) -> Iterator[tuple[str, Any]]:
-    """``(path, module)`` of every non-Sequential module, in order (paths as in named_modules)."""
-    if isinstance(module, nn.Sequential):
-        if type(module).forward is not nn.Sequential.forward:
-            raise TypeError(
-                f"from_torch: {type(module).__name__}{f' at {path!r}' if path else ''} is a subclass of "
-                "Sequential with its own forward, which from_torch cannot read; use nn.Sequential."
-            )
-        for name, child in module.named_children():
-            yield from _torch_leaves(child, f"{path}.{name}" if path else name, nn)
-    else:
-        yield path, module
-
-
-def _torch_base(module: Any, converters: dict[Any, Any], where: str) -> Any:
-    """The supported class whose forward ``module`` runs, or raise TypeError."""
-    for base in converters:
-        if isinstance(module, base):
-            if type(module).forward is not base.forward:
-                raise TypeError(
-                    f"from_torch: {where} is a subclass of {base.__name__} with its own forward, "
-                    "which from_torch cannot read."
-                )
-            return base
-    raise TypeError(
-        f"from_torch: unsupported {where}; supported: {_TORCH_SUPPORTED} (a custom forward cannot "
-        "be read: write the model as an nn.Sequential of these)."
-    )
-
-
-def _torch_array(tensor: Any, where: str, name: str, torch: Any) -> Array:
-    if tensor.dtype not in (torch.float16, torch.float32, torch.float64):
-        raise TypeError(
-            f"from_torch: {where} has {name} of dtype {tensor.dtype}, which NumPy cannot hold as a real "
-            "float; convert the model with model.double() (best for derivative checks) or model.float()."
-        )
-    return np.array(tensor.detach().cpu().numpy(), copy=True)
-
-
-def _torch_last_dim(module: Any, where: str) -> None:
-    # Our inputs are (n, d) or (d,): dim=-1 and dim=1 (on (n, d)) are the last axis, and
-    # so is dim=None, PyTorch's deprecated implicit choice (dim 0 of 1-D, dim 1 of 2-D).
-    if module.dim not in (-1, 1, None):
-        raise ValueError(
-            f"from_torch: {where} has dim={module.dim}; only the last axis of inputs of shape (n, d) "
-            "is supported: dim=-1 or dim=1."
-        )
-
-
-def _torch_converters(nn: Any) -> dict[Any, Callable[[Any, str, Any], Optional[Layer]]]:
-    def linear(m: Any, where: str, torch: Any) -> Layer:
-        W = np.ascontiguousarray(_torch_array(m.weight, where, "weight", torch).T)
-        b = None if m.bias is None else _torch_array(m.bias, where, "bias", torch)
-        return Affine(W, b)
-
-    def softmax(m: Any, where: str, torch: Any) -> Layer:
-        _torch_last_dim(m, where)
-        return Softmax()
-
-    def log_softmax(m: Any, where: str, torch: Any) -> Layer:
-        _torch_last_dim(m, where)
-        return LogSoftmax()
-
-    def softplus(m: Any, where: str, torch: Any) -> Layer:
-        if m.beta != 1:
-            raise ValueError(f"from_torch: {where} has beta={m.beta}; only beta=1 is supported.")
-        if m.threshold < 20:
-            raise ValueError(
-                f"from_torch: {where} has threshold={m.threshold}; PyTorch's Softplus is the identity "
-                "above the threshold and jacobian_np's Softplus is exact, so only threshold >= 20 "
-                "(where they differ by less than 2.1e-9) is supported."
-            )
-        return Softplus()
-
-    def gelu(m: Any, where: str, torch: Any) -> Layer:
-        if m.approximate != "none":
-            raise ValueError(
-                f"from_torch: {where} has approximate={m.approximate!r}; only the exact GELU "
-                "(approximate='none') is supported."
-            )
-        return GELU()
-
-    def flatten(m: Any, where: str, torch: Any) -> None:
-        if (m.start_dim, m.end_dim) != (1, -1):
-            raise ValueError(
-                f"from_torch: {where} has start_dim={m.start_dim}, end_dim={m.end_dim}; only "
-                "start_dim=1, end_dim=-1 (the identity on inputs of shape (n, d)) is supported."
-            )
-        return None
-
-    return {
-        nn.Linear: linear,
-        nn.ReLU: lambda m, where, torch: ReLU(),
-        nn.Sigmoid: lambda m, where, torch: Sigmoid(),
-        nn.Tanh: lambda m, where, torch: Tanh(),
-        nn.Softmax: softmax,
-        nn.LogSoftmax: log_softmax,
-        nn.Softplus: softplus,
-        nn.LeakyReLU: lambda m, where, torch: LeakyReLU(m.negative_slope),
-        nn.ELU: lambda m, where, torch: ELU(m.alpha),
-        nn.GELU: gelu,
-        nn.SiLU: lambda m, where, torch: SiLU(),
-        nn.Identity: lambda m, where, torch: Identity(),
-        nn.Flatten: flatten,
-        nn.Dropout: lambda m, where, torch: None,  # the identity in evaluation mode
-    }
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"from_torch expects a torch.nn.Module (one whose forward torch.fx can trace); got {type(module).__name__}.")
+    reader = importlib.import_module("jacobian_np._torch_import")
+    return cast(Network, reader.network(module, torch))
 
 
 # --- ONNX ------------------------------------------------------------------------------
