@@ -29,8 +29,10 @@ from .activations import (
     Tanh,
 )
 from .affine import Affine
+from .composite import Parallel, Residual
 from .layer import Layer
 from .network import Network
+from .normalization import LayerNorm
 
 Value = TypeVar("Value")
 
@@ -47,14 +49,6 @@ ACTIVATIONS: dict[type, str] = {
     SiLU: "silu",
     Sin: "sin",
 }
-
-
-def composite_types() -> dict[str, type]:
-    """The composite and normalisation layers this version of the package has, by name."""
-    import jacobian_np
-
-    names = ("Residual", "Parallel", "LayerNorm")
-    return {name: getattr(jacobian_np, name) for name in names if hasattr(jacobian_np, name)}
 
 
 def as_network(net: Any, owner: str) -> Network:
@@ -130,17 +124,19 @@ class LayerWalk(Generic[Value]):
 
 def handler_name(kind: type) -> Optional[str]:
     """The exporter method for layers of exactly this type, or None for a type that is not built in."""
-    name = ACTIVATIONS.get(kind)
-    if name is None:
-        builtin = {Affine: "affine", Softmax: "softmax", LogSoftmax: "log_softmax", Network: "network"}
-        for cls_name, cls in composite_types().items():
-            builtin[cls] = _snake(cls_name)
-        name = builtin.get(kind)
-    return name
+    return ACTIVATIONS.get(kind) or _STRUCTURAL.get(kind)
 
 
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+#: The other built-in layers, by exact type, with the name of their exporter method.
+_STRUCTURAL: dict[type, str] = {
+    Affine: "affine",
+    Softmax: "softmax",
+    LogSoftmax: "log_softmax",
+    LayerNorm: "layer_norm",
+    Network: "network",
+    Residual: "residual",
+    Parallel: "parallel",
+}
 
 
 def transposed(W: Array) -> Array:

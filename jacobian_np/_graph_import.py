@@ -35,8 +35,10 @@ import numpy as np
 from ._typing import Array
 from .activations import GELU, Identity, SiLU, Sigmoid, Softplus
 from .affine import Affine
-from .layer import Elementwise, Layer
+from .composite import Parallel, Residual
+from .layer import Layer
 from .network import Network
+from .normalization import LayerNorm
 
 
 @dataclass(eq=False)
@@ -77,16 +79,6 @@ class _Diag:
 
 
 Item = Union[Layer, _Diag]
-
-
-def composite(name: str) -> Any:
-    """A composite layer class of the package, by name (``Residual``, ``Parallel``, ``LayerNorm``)."""
-    import jacobian_np
-
-    cls = getattr(jacobian_np, name, None)
-    if cls is None:  # pragma: no cover - the composite layers ship with this module
-        raise NotImplementedError(f"this version of jacobian_np has no {name} layer.")
-    return cls
 
 
 class Structure:
@@ -224,7 +216,7 @@ class Structure:
                 scale, shift = 1 / c, np.asarray(0.0)
             else:
                 raise ValueError(f"{self.owner}: {self._unsupported(node)}; supported: {self.supported}.")
-        return _Diag(scale.astype(self.dtype), shift.astype(self.dtype), self.width(x), node.where)
+        return _Diag(np.asarray(scale), np.asarray(shift), self.width(x), node.where)
 
     def _feature_constant(self, c: Any, node: Node, x: Node) -> Array:
         """A constant operand as a scalar or a vector over the features, or raise."""
@@ -253,14 +245,17 @@ class Structure:
         a, b = node.tensors()
         start = self.idom[id(node)]
         sign = -1.0 if node.op == "sub" else 1.0
-        if a is start or (b is start and node.op == "add"):
+        if a is start or b is start:
             other = b if a is start else a
             items = _merge(self.chain(start, other))
-            scale = sign if a is start else 1.0
+            scale = 1.0 if node.op == "add" else -1.0  # x - f(x), and f(x) - x = -(x - f(x))
             if items and isinstance(items[-1], _Diag) and items[-1].uniform_scale() is not None:
                 scale *= items[-1].uniform_scale()  # type: ignore[operator]
                 items = items[:-1]
-            return [composite("Residual")(self._block(items), scale=scale)]
+            residual: list[Item] = [Residual(self._block(items), scale=scale)]
+            if b is start and node.op == "sub":
+                residual.append(self._scalar(-1.0, node, start))
+            return residual
         width = self.width(a) or self.width(b)
         if width is None:
             raise ValueError(
@@ -269,14 +264,16 @@ class Structure:
             )
         branches = [self._block(self.chain(start, x)) for x in (a, b)]
         eye = np.eye(width, dtype=self.dtype)
-        return [composite("Parallel")(branches), Affine(np.concatenate([eye, sign * eye]))]
+        if all(branch.d_in is None for branch in branches):  # fix the width: x @ I is exactly x
+            branches[0] = Network([Affine(eye), branches[0]])
+        return [Parallel(branches), Affine(np.concatenate([eye, sign * eye]))]
 
     def _concatenation(self, node: Node) -> list[Item]:
         start = self.idom[id(node)]
         branches = [self._block(self.chain(start, x)) for x in node.tensors()]
         if len(branches) == 1:
             return [branches[0]]
-        return [composite("Parallel")(branches)]
+        return [Parallel(branches)]
 
     # --- fused patterns --------------------------------------------------------------------
 
@@ -313,7 +310,7 @@ class Structure:
         return erf.tensors()[0]
 
     def _scalar(self, value: float, node: Node, x: Node) -> _Diag:
-        return _Diag(np.asarray(value, self.dtype), np.asarray(0.0, self.dtype), self.width(x), node.where)
+        return _Diag(np.asarray(value), np.asarray(0.0), self.width(x), node.where)
 
     def _fuse_softplus(self, node: Node) -> Optional[tuple[list[Item], Node]]:
         if len(node.inputs) != 3 or not all(isinstance(x, Node) for x in node.inputs[::2]):
@@ -353,7 +350,8 @@ class Structure:
                 f"{self.owner}: {node.where} normalises a tensor whose width the graph does not fix; put a "
                 "Linear layer (or MatMul) before it."
             )
-        return [composite("LayerNorm")(width, eps=float(np.asarray(eps).reshape(-1)[0]))], x
+        ones, zeros = np.ones(width, self.dtype), np.zeros(width, self.dtype)
+        return [LayerNorm(width, eps=float(np.asarray(eps).reshape(-1)[0]), weight=ones, bias=zeros)], x
 
     # --- folding the constant maps -----------------------------------------------------------
 
@@ -369,7 +367,7 @@ class Structure:
             previous = layers[-1] if layers else None
             if isinstance(previous, Affine):
                 layers[-1] = Affine(previous.W * item.scale.astype(previous.W.dtype), _folded_bias(previous, item))
-            elif previous is not None and type(previous) is composite("LayerNorm"):
+            elif previous is not None and type(previous) is LayerNorm:
                 layers[-1] = _scaled_layer_norm(previous, item)
             elif isinstance(following, Affine):
                 W = following.W
@@ -388,8 +386,8 @@ class Structure:
                 f"{self.owner}: {item.where} scales or shifts a tensor whose width the graph does not fix "
                 "and no Linear layer is next to it; put one before or after it."
             )
-        scale = np.broadcast_to(item.scale, (width,))
-        shift = np.broadcast_to(item.shift, (width,))
+        scale = np.broadcast_to(item.scale.astype(self.dtype), (width,))
+        shift = np.broadcast_to(item.shift.astype(self.dtype), (width,))
         return Affine(np.diag(scale), None if not np.any(shift) else shift)
 
 

@@ -20,12 +20,13 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ._graph_import import Node, Structure, composite
+from ._graph_import import Node, Structure
 from ._typing import Array
 from .activations import ELU, GELU, Identity, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Sin, Softmax, Softplus, Tanh
 from .affine import Affine
 from .layer import Layer
 from .network import Network
+from .normalization import LayerNorm
 
 SUPPORTED_MODULES = (
     "Linear, LayerNorm, ReLU, Sigmoid, Tanh, Softmax, LogSoftmax, Softplus, LeakyReLU, ELU, GELU, SiLU, "
@@ -121,31 +122,33 @@ class _GraphReader:
         finally:
             for sub, mode in modes.items():
                 sub.training = mode
-        values: dict[Any, Any] = {}
-        placeholders = [node for node in graph.nodes if node.op == "placeholder"]
-        if len(placeholders) != 1:
+        nodes = list(graph.nodes)
+        result = nodes[-1].args[0]  # the output node's argument
+        if not (hasattr(result, "op") and hasattr(result, "users")):
             raise ValueError(
-                f"from_torch: the forward of {name} takes {len(placeholders)} tensor inputs "
-                f"({', '.join(p.target for p in placeholders)}); from_torch reads modules with one input of "
-                "shape (n, d_in)."
+                f"from_torch: the forward of {name} must return one tensor computed from its input; "
+                f"it returns {type(result).__name__}."
             )
-        output: Optional[Node] = None
-        for fx_node in graph.nodes:
-            if fx_node.op == "placeholder":
-                values[fx_node] = Node("input", (), f"the input {fx_node.target!r}")
-            elif fx_node.op == "get_attr":
+        needed = _ancestors(result)  # leaves out the guards of arguments traced with their defaults
+        placeholders = [node for node in nodes if node.op == "placeholder"]
+        inputs = placeholders[:1] + [p for p in placeholders[1:] if p in needed]
+        if len(inputs) != 1:
+            raise ValueError(
+                f"from_torch: the forward of {name} takes {len(inputs)} tensor inputs "
+                f"({', '.join(p.target for p in inputs)}); from_torch reads modules with one input of shape "
+                "(n, d_in)."
+            )
+        values: dict[Any, Any] = {inputs[0]: Node("input", (), f"the input {inputs[0].target!r}")}
+        for fx_node in nodes:
+            if fx_node not in needed or fx_node in values:
+                continue
+            if fx_node.op == "get_attr":
                 values[fx_node] = self.attribute(fx_node.target)
-            elif fx_node.op == "output":
-                result = fx_node.args[0]
-                if not hasattr(result, "op") or not isinstance(values.get(result), Node):
-                    raise ValueError(
-                        f"from_torch: the forward of {name} must return one tensor computed from its input; "
-                        f"it returns {type(result).__name__}."
-                    )
-                output = values[result]
             else:
                 values[fx_node] = self.translate(fx_node, values)
-        assert output is not None
+        output = values[result]
+        if not isinstance(output, Node):
+            raise ValueError(f"from_torch: the forward of {name} returns a constant, not a tensor computed from its input.")
         return output
 
     def attribute(self, target: str) -> Array:
@@ -191,7 +194,7 @@ class _GraphReader:
 
     def module_layer(self, m: Any, where: str) -> Optional[Layer]:
         nn, torch = self.torch.nn, self.torch
-        for base, convert in _module_converters(nn).items():
+        for base, convert in _module_converters(nn, self.dtype).items():
             if isinstance(m, base):
                 if type(m).forward is not base.forward:  # pragma: no cover - fx traces such subclasses
                     raise TypeError(f"from_torch: {where} is a subclass of {base.__name__} with its own forward.")
@@ -217,6 +220,17 @@ def _default_arguments(module: Any, name: str) -> dict[str, Any]:
             )
         concrete[parameter.name] = parameter.default
     return concrete
+
+
+def _ancestors(node: Any) -> set[Any]:
+    """The torch.fx nodes that ``node`` depends on, itself included."""
+    seen, stack = {node}, [node]
+    while stack:
+        for parent in stack.pop().all_input_nodes:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
 
 
 def _substitute(value: Any, values: dict[Any, Any]) -> Any:
@@ -299,17 +313,21 @@ def _gelu(approximate: str, where: str) -> Layer:
     return GELU()
 
 
-def _layer_norm(shape: Any, weight: Any, bias: Any, eps: float, where: str) -> Layer:
+def _layer_norm(shape: Any, weight: Any, bias: Any, eps: float, where: str, dtype: Any) -> Layer:
     shape = tuple(shape) if isinstance(shape, (list, tuple)) else (shape,)
     if len(shape) != 1:
         raise ValueError(
             f"from_torch: {where} normalises over {len(shape)} axes (normalized_shape={shape}); only the "
             "last axis is supported."
         )
-    return composite("LayerNorm")(int(shape[0]), eps=float(eps), weight=weight, bias=bias)
+    d = int(shape[0])
+    dtype = np.result_type(*(a for a in (weight, bias) if a is not None)) if weight is not None or bias is not None else dtype
+    weight = np.ones(d, dtype) if weight is None else weight
+    bias = np.zeros(d, dtype) if bias is None else bias
+    return LayerNorm(d, eps=float(eps), weight=weight, bias=bias)
 
 
-def _module_converters(nn: Any) -> dict[Any, Callable[[Any, str, Any], Optional[Layer]]]:
+def _module_converters(nn: Any, dtype: Any) -> dict[Any, Callable[[Any, str, Any], Optional[Layer]]]:
     def linear(m: Any, where: str, torch: Any) -> Layer:
         W = np.ascontiguousarray(torch_array(m.weight, where, "weight", torch).T)
         b = None if m.bias is None else torch_array(m.bias, where, "bias", torch)
@@ -322,7 +340,7 @@ def _module_converters(nn: Any) -> dict[Any, Callable[[Any, str, Any], Optional[
     def layer_norm(m: Any, where: str, torch: Any) -> Layer:
         weight = None if m.weight is None else torch_array(m.weight, where, "weight", torch)
         bias = None if m.bias is None else torch_array(m.bias, where, "bias", torch)
-        return _layer_norm(m.normalized_shape, weight, bias, m.eps, where)
+        return _layer_norm(m.normalized_shape, weight, bias, m.eps, where, dtype)
 
     def flatten(m: Any, where: str, torch: Any) -> None:
         if (m.start_dim, m.end_dim) != (1, -1):
@@ -448,7 +466,7 @@ def _functions(torch: Any, reader: _GraphReader) -> dict[Any, Callable[..., Node
     def layer_norm(where: str, x: Any, normalized_shape: Any, weight: Any = None, bias: Any = None,
                    eps: float = 1e-5) -> Node:
         weight, bias = (None if v is None else constant(v, where) for v in (weight, bias))
-        return Node("layer", (data(x, where),), where, _layer_norm(normalized_shape, weight, bias, eps, where))
+        return Node("layer", (data(x, where),), where, _layer_norm(normalized_shape, weight, bias, eps, where, reader.dtype))
 
     def cat(where: str, tensors: Any, dim: int = 0) -> Node:
         _last_axis(dim, where)

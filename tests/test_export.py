@@ -426,3 +426,11 @@ def test_torch_weights_are_copied_and_transposed(torch, rng):
     assert np.any(net.layers[0].W != 0)
     net32 = Network([Affine(rng.normal(size=(3, 4)).astype(np.float32))])
     assert to_torch(net32)[0].weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("key", NAMES)
+def test_torch_round_trip_through_from_torch(torch, key, rng):
+    net = networks(np.random.default_rng(0))[key]
+    back = jn.from_torch(to_torch(net))
+    X = inputs(rng)
+    assert_agrees(*back.forward_backward(X), net, X)

@@ -6,6 +6,7 @@ Each section skips when its optional package is missing (``pytest.importorskip``
 in a fixture, so a missing package skips only its own tests).
 """
 
+import math
 import subprocess
 import sys
 import warnings
@@ -394,49 +395,306 @@ def test_torch_subclass_without_its_own_forward_is_accepted(torch):
     assert repr(from_torch(torch.nn.Sequential(Dense(2, 3)))) == "Network([Affine(d_in=2, d_out=3)])"
 
 
-def torch_rejections(torch):
-    """name -> (module, error type, message pattern)."""
-    nn = torch.nn
+def torch_graph_models(torch):
+    """name -> (module, expected repr of the import): custom forwards that torch.fx traces."""
+    nn, F = torch.nn, torch.nn.functional
 
-    class MLP(nn.Module):
+    class PINN(nn.Module):
+        """The physics-informed network of the PyTorch forums: input scaling, a loop over a ModuleList."""
+
         def __init__(self):
             super().__init__()
-            self.linear = nn.Linear(3, 2)
+            self.layers = nn.ModuleList([nn.Linear(2, 8), nn.Linear(8, 8), nn.Linear(8, 1)])
+            self.register_buffer("lb", torch.tensor([0.0, -1.0]))
+            self.register_buffer("ub", torch.tensor([1.0, 1.0]))
 
         def forward(self, x):
-            return self.linear(x) * 2
+            x = 2 * (x - self.lb) / (self.ub - self.lb) - 1
+            for layer in self.layers[:-1]:
+                x = torch.tanh(layer(x))
+            return self.layers[-1](x)
+
+    class Block(nn.Module):
+        def __init__(self, d, scale):
+            super().__init__()
+            self.norm, self.fc, self.scale = nn.LayerNorm(d), nn.Linear(d, d), scale
+
+        def forward(self, x):
+            return x + self.scale * F.silu(self.fc(self.norm(x)))
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Linear(3, 6)
+            self.blocks = nn.Sequential(Block(6, 1.0), Block(6, 0.5))
+            self.a, self.b, self.out = nn.Linear(6, 2), nn.Linear(6, 3), nn.Linear(5, 4)
+
+        def forward(self, x):
+            h = self.blocks(self.inp(x))
+            z = torch.cat([torch.tanh(self.a(h)), F.gelu(self.b(h))], dim=-1)
+            return self.out(z).log_softmax(dim=-1)
+
+    class Functional(nn.Module):
+        """Activations as functions and methods, patterns written out, a sum of two branches."""
+
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.fc3 = nn.Linear(3, 5), nn.Linear(5, 5), nn.Linear(5, 2)
+            self.ln = nn.LayerNorm(5, elementwise_affine=False)
+
+        def forward(self, x):
+            h = self.fc1(x)
+            h = h * torch.sigmoid(h)                                   # SiLU
+            h = 0.5 * h * (1 + torch.erf(h / math.sqrt(2)))            # GELU
+            c = h - h.mean(-1, keepdim=True)
+            h = c / torch.sqrt(c.pow(2).mean(-1, keepdim=True) + 1e-5)  # layer norm, written out
+            h = F.softplus(self.fc2(h)) + torch.sin(h)                  # a sum of two branches
+            h = h - 0.3 * F.elu(h, alpha=0.5)                           # x - c f(x)
+            h = F.leaky_relu(h, 0.1) - h                                # f(x) - x = -(x - f(x))
+            h = torch.tanh(h) - torch.sigmoid(h)                        # a difference of two branches
+            return F.softmax(self.fc3(self.ln(h).relu()), dim=1)
+
+    class Subtract(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x, scale=2.0):
+            return x - F.linear(x, self.fc.weight, self.fc.bias) / scale
 
     class ScaledLinear(nn.Linear):
         def forward(self, x):
             return super().forward(x) * 2
 
-    class Residual(nn.Sequential):
+    class SequentialResidual(nn.Sequential):
         def forward(self, x):
             return x + super().forward(x)
+
+    return {
+        "pinn": (PINN(), "Network([Affine(d_in=2, d_out=8), Tanh(), Affine(d_in=8, d_out=8), Tanh(), "
+                 "Affine(d_in=8, d_out=1)])"),
+        "resnet": (ResNet(), None),
+        "functional": (Functional(), None),
+        "subtract": (Subtract(), "Network([Residual(Affine(d_in=4, d_out=4), scale=-0.5)])"),
+        "linear-subclass-forward": (nn.Sequential(ScaledLinear(3, 2)), "Network([Affine(d_in=3, d_out=2)])"),
+        "sequential-subclass-forward": (
+            SequentialResidual(nn.Linear(3, 3), nn.Tanh()),
+            "Network([Residual(Network([Affine(d_in=3, d_out=3), Tanh()]))])",
+        ),
+    }
+
+
+TORCH_GRAPHS = ["pinn", "resnet", "functional", "subtract", "linear-subclass-forward", "sequential-subclass-forward"]
+
+
+@pytest.mark.parametrize("name", TORCH_GRAPHS)
+def test_torch_traced_modules_match_outputs_and_torch_func_jacobians(torch, name, rng):
+    torch.manual_seed(0)
+    model, expected = torch_graph_models(torch)[name]
+    model = model.double()
+    net = from_torch(model)
+    if expected is not None:
+        assert repr(net) == expected
+    d_in = net.d_in
+    X = rng.normal(size=(6, d_in))
+    Xt = torch.from_numpy(X)
+    with torch.no_grad():
+        np.testing.assert_allclose(net.forward(X), model(Xt).numpy(), rtol=1e-12, atol=1e-14)
+    J_torch = torch.func.vmap(torch.func.jacrev(lambda x: model(x[None])[0]))(Xt).detach().numpy()
+    scale = np.abs(J_torch).max()
+    np.testing.assert_allclose(net.jacobian(X), J_torch, rtol=1e-11, atol=1e-13 * scale)
+
+
+@pytest.mark.parametrize("name", TORCH_GRAPHS)
+def test_torch_traced_float32_modules_stay_float32(torch, name, rng):
+    torch.manual_seed(0)
+    model, _ = torch_graph_models(torch)[name]
+    net = from_torch(model)
+    assert {p.dtype for p in net.params} == {np.dtype(np.float32)}
+    X = rng.normal(size=(4, net.d_in)).astype(np.float32)
+    y = net.forward(X)
+    assert y.dtype == np.float32
+    with torch.no_grad():
+        np.testing.assert_allclose(y, model(torch.from_numpy(X)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_torch_structure_of_residual_parallel_and_layer_norm(torch):
+    model, _ = torch_graph_models(torch)["resnet"]
+    net = from_torch(model.double())
+    names = [type(layer).__name__ for layer in net.layers]
+    assert names == ["Affine", "Residual", "Residual", "Parallel", "Affine", "LogSoftmax"]
+    block = net.layers[2]
+    assert block.scale == 0.5
+    assert [type(layer).__name__ for layer in block.block.layers] == ["LayerNorm", "Affine", "SiLU"]
+    np.testing.assert_array_equal(block.block.layers[0].weight, model.blocks[1].norm.weight.detach().numpy())
+    assert [repr(branch) for branch in net.layers[3].branches] == [
+        "Network([Affine(d_in=6, d_out=2), Tanh()])", "Network([Affine(d_in=6, d_out=3), GELU()])"
+    ]
+
+
+def test_torch_written_out_patterns_become_layers(torch):
+    model, _ = torch_graph_models(torch)["functional"]
+    net = from_torch(model.double())
+    flat = repr(net)
+    for name in ("SiLU()", "GELU()", "LayerNorm(5)", "Softplus()", "Sin()", "LeakyReLU(alpha=0.1)",
+                 "ELU(alpha=0.5)", "ReLU()", "Softmax()"):
+        assert name in flat, name
+    assert "Residual(ELU(alpha=0.5), scale=-0.3)" in flat
+    assert "Residual(LeakyReLU(alpha=0.1), scale=-1.0)" in flat
+    assert flat.count("Parallel") == 2
+
+
+def test_torch_module_modes_are_restored(torch):
+    nn = torch.nn
+
+    class WithDropout(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.drop = nn.Linear(3, 2), nn.Dropout(0.5)
+
+        def forward(self, x):
+            return torch.nn.functional.dropout(self.drop(self.fc(x)), 0.2, training=self.training)
+
+    model = WithDropout().train()
+    assert repr(from_torch(model)) == "Network([Affine(d_in=3, d_out=2)])"
+    assert model.training and model.fc.training and model.drop.training
+
+
+def test_torch_pruned_linear_is_refused_until_made_permanent(torch, rng):
+    prune = pytest.importorskip("torch.nn.utils.prune")
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+    prune.l1_unstructured(model[0], "weight", amount=0.5)
+    with pytest.raises(ValueError, match=r"module Linear at '0' has a forward pre-hook, .*prune.remove"):
+        from_torch(model)
+    prune.remove(model[0], "weight")
+    X = rng.normal(size=(4, 3))
+    with torch.no_grad():
+        np.testing.assert_allclose(from_torch(model).forward(X), model(torch.from_numpy(X)).numpy(), rtol=1e-12)
+
+
+def test_torch_forward_hooks_are_refused(torch):
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+    handle = model[1].register_forward_hook(lambda module, args, output: output * 2)
+    with pytest.raises(ValueError, match=r"module Tanh at '1' has a forward hook, which changes what it computes"):
+        from_torch(model)
+    handle.remove()
+    handle = model.register_forward_pre_hook(lambda module, args: (args[0] * 2,))
+    with pytest.raises(ValueError, match=r"module Sequential has a forward pre-hook"):
+        from_torch(model)
+    handle.remove()
+    handle = nn.modules.module.register_module_forward_hook(lambda module, args, output: output)
+    try:
+        with pytest.raises(ValueError, match=r"a global forward hook or pre-hook is registered"):
+            from_torch(model)
+    finally:
+        handle.remove()
+    assert repr(from_torch(model)) == "Network([Affine(d_in=3, d_out=4), Tanh()])"
+
+
+def test_torch_meta_device_is_refused_with_a_value_error(torch):
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(3, 4, device="meta"), nn.Tanh())
+    with pytest.raises(ValueError, match=r"module Linear at '0' has 'weight' on the meta device.*load the trained"):
+        from_torch(model)
+    with pytest.raises(ValueError, match=r"module Linear has 'weight' on the meta device"):
+        from_torch(nn.Linear(3, 4, device="meta"))
+
+
+def test_torch_weights_requiring_grad_are_detached(torch, rng):
+    model = torch.nn.Linear(3, 2).double()
+    assert model.weight.requires_grad
+    net = from_torch(model)
+    X = rng.normal(size=(2, 3))
+    np.testing.assert_allclose(net.forward(X), model(torch.from_numpy(X)).detach().numpy(), rtol=1e-12)
+
+
+def torch_rejections(torch):
+    """name -> (module, error type, message pattern)."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Exp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return torch.exp(self.fc(x))
+
+    class Branching(nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:
+                return x
+            return -x
+
+    class TwoInputs(nn.Module):
+        def forward(self, x, t):
+            return x + t
+
+    class TwoOutputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(x), x
+
+    class Product(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.a(x) * self.b(x)
+
+    class Slice(nn.Module):
+        def forward(self, x):
+            return x[:, :2]
+
+    class TrainingDropout(nn.Module):
+        def forward(self, x):
+            return F.dropout(x, 0.5, training=True)
+
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return F.relu(h, inplace=True) + h
+
+    class Reciprocal(nn.Module):
+        def forward(self, x):
+            return 1 / x
 
     return {
         "conv": (
             nn.Sequential(nn.Linear(3, 4), nn.Conv1d(1, 1, 1)),
             TypeError,
-            r"unsupported module Conv1d at '1'; supported: Sequential, Linear",
+            r"unsupported module Conv1d at '1'; supported: Linear, LayerNorm",
         ),
         "nested-batchnorm": (
             nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.Tanh(), nn.BatchNorm1d(4))),
             TypeError,
             r"unsupported module BatchNorm1d at '1.1'",
         ),
-        "custom-module": (MLP(), TypeError, r"unsupported module MLP; .*write the model as an nn.Sequential"),
-        "linear-subclass-forward": (
-            nn.Sequential(ScaledLinear(3, 2)),
-            TypeError,
-            r"ScaledLinear at '0' is a subclass of Linear with its own forward",
-        ),
-        "sequential-subclass-forward": (
-            Residual(nn.Linear(3, 3)),
-            TypeError,
-            r"Residual is a subclass of Sequential with its own forward",
-        ),
+        "exp": (Exp(), ValueError, r"unsupported operation torch.exp \(test_importers.py, line \d+, in forward: "
+                r"return torch.exp\(self.fc\(x\)\)\); supported:"),
+        "branching": (Branching(), ValueError, r"the forward of Branching cannot be traced with torch.fx \(TraceError"),
+        "two-inputs": (TwoInputs(), ValueError, r"the forward of TwoInputs takes 2 inputs \(x, t\)"),
+        "two-outputs": (TwoOutputs(), ValueError, r"must return one tensor computed from its input; it returns tuple"),
+        "product": (Product(), ValueError, r"'\*' \(test_importers.py, .*\) multiplies two computed tensors"),
+        "slice": (Slice(), ValueError, r"unsupported operation 'indexing \[...\]' \(test_importers.py"),
+        "dropout-training": (TrainingDropout(), ValueError, r"is applied with training=True"),
+        "in-place": (InPlace(), ValueError, r"works in place on a tensor that is used again"),
+        "reciprocal": (Reciprocal(), ValueError, r"divides a constant by a computed tensor"),
         "softmax-dim": (
+            nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=0)),
+            ValueError,
+            r"Softmax at '1' has dim=0; only the last axis",
+        ),
+        "softmax-function-dim": (
             nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=0)),
             ValueError,
             r"Softmax at '1' has dim=0; only the last axis",
@@ -462,6 +720,11 @@ def torch_rejections(torch):
             ValueError,
             r"Flatten at '0' has start_dim=0, end_dim=-1; only",
         ),
+        "layernorm-2d": (
+            nn.Sequential(nn.LayerNorm((2, 3))),
+            ValueError,
+            r"LayerNorm at '0' normalises over 2 axes",
+        ),
         "bfloat16": (
             nn.Linear(3, 2).to(torch.bfloat16),
             TypeError,
@@ -472,9 +735,9 @@ def torch_rejections(torch):
 
 
 TORCH_REJECTIONS = [
-    "conv", "nested-batchnorm", "custom-module", "linear-subclass-forward", "sequential-subclass-forward",
-    "softmax-dim", "logsoftmax-dim", "softplus-beta", "softplus-threshold", "gelu-tanh", "flatten-dims",
-    "bfloat16", "not-a-module",
+    "conv", "nested-batchnorm", "exp", "branching", "two-inputs", "two-outputs", "product", "slice",
+    "dropout-training", "in-place", "reciprocal", "softmax-dim", "logsoftmax-dim", "softplus-beta",
+    "softplus-threshold", "gelu-tanh", "flatten-dims", "layernorm-2d", "bfloat16", "not-a-module",
 ]
 
 
