@@ -374,26 +374,9 @@ def from_torch(module: Any) -> Network:
 
 # --- ONNX ------------------------------------------------------------------------------
 
-#: ONNX float attributes are float32, defaults included: LeakyRelu's alpha is float32(0.01).
-_ONNX_LEAKY_RELU_ALPHA = float(np.float32(0.01))
-_ONNX_ACTIVATIONS: dict[str, Callable[[dict[str, Any]], Layer]] = {
-    "Relu": lambda attrs: ReLU(),
-    "Sigmoid": lambda attrs: Sigmoid(),
-    "Tanh": lambda attrs: Tanh(),
-    "Softplus": lambda attrs: Softplus(),
-    "Sin": lambda attrs: Sin(),
-    "Identity": lambda attrs: Identity(),
-    "LeakyRelu": lambda attrs: LeakyReLU(attrs.get("alpha", _ONNX_LEAKY_RELU_ALPHA)),
-    "Elu": lambda attrs: ELU(attrs.get("alpha", 1.0)),
-}
-_ONNX_SUPPORTED = (
-    "Gemm, MatMul, Add (a bias after MatMul or Gemm), Relu, Sigmoid, Tanh, Softmax, LogSoftmax, "
-    "Softplus, LeakyRelu, Elu, Gelu, Sin, Identity, Flatten, Dropout, Constant"
-)
-
 
 def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
-    """A :class:`Network` computing an ONNX model that is a chain of dense layers.
+    """A :class:`Network` computing an ONNX model of dense layers, including the patterns exporters write.
 
     Parameters
     ----------
@@ -404,21 +387,34 @@ def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
     Returns
     -------
     Network
-        The graph must be a single chain from its one input, of shape
-        ``(n, d_in)``, to its one output.  The operators become:
+        The graph must compute its one output from its one input, of shape
+        ``(n, d_in)``, with constant weights.  The operators become:
 
         - ``Gemm`` (``transA=0``): ``Affine(alpha * B', beta * C)``, where ``B'``
           is ``B`` or, with ``transB=1``, ``B.T``; ``C`` broadcast to ``(d_out,)``;
         - ``MatMul`` with a constant ``(d_in, d_out)`` right operand:
-          ``Affine(B)``, and an ``Add`` of a constant right after a ``MatMul``
-          or ``Gemm`` (either operand order) adds to its bias;
-        - ``Relu``, ``Sigmoid``, ``Tanh``, ``Softplus``, ``Sin``, ``Identity``,
+          ``Affine(B)``;
+        - ``Add``, ``Sub``, ``Mul``, ``Div`` with a constant (a scalar or one value
+          per feature) and ``Neg``: folded exactly into the neighbouring
+          ``Affine`` (a bias after ``MatMul``, say) or ``LayerNorm``;
+        - ``Relu``, ``Sigmoid``, ``Tanh``, ``Softplus``, ``Sin``,
           ``LeakyRelu`` (``alpha``, default 0.01), ``Elu`` (``alpha``, default 1),
           ``Gelu`` (``approximate='none'``), ``Softmax`` and ``LogSoftmax`` over
-          the last axis (``axis`` -1 or 1);
-        - ``Flatten`` (``axis=1``, the identity on ``(n, d)``) and ``Dropout``
-          (inference) are left out; ``Constant`` nodes supply weights like
-          initializers.
+          the last axis (``axis`` -1 or 1); ``LayerNormalization`` over the last
+          axis: :class:`LayerNorm`;
+        - ``Add`` of a tensor and a function of it, ``x + c * f(x)``:
+          ``Residual(f, c)``; ``Add`` or ``Sub`` of two other branches:
+          ``Parallel`` then ``Affine([I; +-I])``; ``Concat`` on the last axis:
+          ``Parallel``;
+        - the patterns exporters write: ``Mul(x, Sigmoid(x))`` (SiLU, as
+          ``torch.onnx.export`` writes ``nn.SiLU``), ``x * (1 + Erf(x / sqrt 2)) / 2``
+          (GELU before opset 20), ``Where(Greater(x, threshold), x, Softplus(x))``
+          (PyTorch's Softplus, ``threshold >= 20``) and
+          ``(x - ReduceMean(x)) / Sqrt(ReduceMean(d ** 2) + eps)`` (layer
+          normalisation before opset 17);
+        - ``Identity``, ``Flatten`` (``axis=1``, the identity on ``(n, d)``) and
+          ``Dropout`` (inference) are left out; ``Constant`` nodes supply weights
+          like initializers.
 
         Weights come from the initializers (``onnx.numpy_helper.to_array``),
         with their dtype.
@@ -433,15 +429,15 @@ def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
         If ``model`` is neither a path nor an ``onnx.ModelProto``.
     ValueError
         If the file or model is not valid ONNX (``onnx.checker`` rejects it), the
-        graph is not a single chain (branches, several inputs or outputs, a
-        computed operand where a weight should be), an operator is not supported
-        (the message names it, its node and the supported operators), or an
-        attribute is (``transA=1``, a softmax axis other than the last,
-        ``Gelu(approximate='tanh')``).
+        graph has several inputs or outputs, a node off the path from the input
+        to the output, or a computed operand where a weight should be; if an
+        operator is not supported (the message names it, its node and the
+        supported operators), or an attribute is (``transA=1``, a softmax axis
+        other than the last, ``Gelu(approximate='tanh')``).
 
     See Also
     --------
-    from_sklearn, from_torch
+    from_sklearn, from_torch, to_onnx
 
     Notes
     -----
@@ -492,7 +488,7 @@ def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
         except Exception as error:  # protobuf's DecodeError and whatever else a foreign file causes
             raise ValueError(
                 f"from_onnx: {source} is not a valid ONNX model: it does not parse "
-                f"({type(error).__name__}: {_first_line(error)})."
+                f"({type(error).__name__}: {_onnx_first_line(error)})."
             ) from error
     elif isinstance(model, onnx.ModelProto):
         proto, source = model, "the model"
@@ -503,250 +499,11 @@ def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as error:
-        raise ValueError(f"from_onnx: {source} is not a valid ONNX model: {_first_line(error)}") from error
-    return _OnnxChain(proto, onnx).network()
+        raise ValueError(f"from_onnx: {source} is not a valid ONNX model: {_onnx_first_line(error)}") from error
+    reader = importlib.import_module("jacobian_np._onnx_import")
+    return cast(Network, reader.OnnxGraph(proto, onnx).network())
 
 
-def _first_line(error: BaseException) -> str:
+def _onnx_first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-class _OnnxChain:
-    """Walks an ONNX graph from its input to its output, one node at a time."""
-
-    def __init__(self, proto: Any, onnx: Any) -> None:
-        self.onnx = onnx
-        self.graph = proto.graph
-        self.opset = max(
-            (op.version for op in proto.opset_import if op.domain in ("", "ai.onnx")), default=1
-        )
-        self.constants: dict[str, Array] = {
-            init.name: onnx.numpy_helper.to_array(init) for init in self.graph.initializer
-        }
-        self.nodes = []
-        self.positions: dict[int, int] = {}  # id(node) -> index in graph.node, for messages
-        for index, node in enumerate(self.graph.node):
-            self.positions[id(node)] = index
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                self.constants[node.output[0]] = self._constant_value(node)
-            else:
-                self.nodes.append(node)
-        inputs = [value for value in self.graph.input if value.name not in self.constants]
-        if len(inputs) != 1 or len(self.graph.output) != 1:
-            raise ValueError(
-                "from_onnx: the graph must have one input and one output (a chain from x to y); got "
-                f"inputs {[v.name for v in inputs]} and outputs {[v.name for v in self.graph.output]}."
-            )
-        self.input, self.output = inputs[0], self.graph.output[0].name
-        self.d_in = self._input_width(self.input)
-
-    def network(self) -> Network:
-        consumers: dict[str, list[Any]] = {}
-        for node in self.nodes:
-            for name in set(node.input):
-                if name:
-                    consumers.setdefault(name, []).append(node)
-        layers: list[Layer] = []
-        visited: set[int] = set()
-        current = self.input.name
-        bias_open = False  # the last layer is an Affine that a following Add may extend
-        while current != self.output:
-            users = consumers.get(current, [])
-            if not users:
-                raise ValueError(
-                    f"from_onnx: tensor {current!r} is used by no node and is not the graph output "
-                    f"{self.output!r}; the graph must be a chain from its input to its output."
-                )
-            if len(users) > 1:
-                raise ValueError(
-                    f"from_onnx: tensor {current!r} feeds {len(users)} nodes "
-                    f"({', '.join(self._describe(n) for n in users)}); only a single chain of "
-                    "operators is supported (no branches)."
-                )
-            node = users[0]
-            visited.add(id(node))
-            bias_open = self._convert(node, current, layers, bias_open)
-            current = node.output[0]
-        left = [self._describe(node) for node in self.nodes if id(node) not in visited]
-        if left:
-            raise ValueError(
-                f"from_onnx: {', '.join(left)} not on the chain from the input {self.input.name!r} "
-                f"to the output {self.output!r}; only a single chain of operators is supported."
-            )
-        if not layers:
-            layers.append(Identity())
-        network = Network(layers)
-        if self.d_in is not None and network.d_in is not None and network.d_in != self.d_in:
-            raise ValueError(
-                f"from_onnx: the graph input {self.input.name!r} has width {self.d_in}, but the first "
-                f"weight expects {network.d_in}."
-            )
-        return network
-
-    def _convert(self, node: Any, current: str, layers: list[Layer], bias_open: bool) -> bool:
-        """Append the node's layer, if any; return whether an Add may extend the last Affine."""
-        op = node.op_type
-        where = self._describe(node)
-        if node.domain not in ("", "ai.onnx"):
-            raise ValueError(
-                f"from_onnx: unsupported operator {node.domain + '.' + op!r} ({self._name(node)}); "
-                f"supported (default domain): {_ONNX_SUPPORTED}."
-            )
-        supported = op in _ONNX_ACTIVATIONS or op in (
-            "Gemm", "MatMul", "Add", "Softmax", "LogSoftmax", "Gelu", "Flatten", "Dropout"
-        )
-        if not supported:
-            raise ValueError(
-                f"from_onnx: unsupported operator {op!r} ({self._name(node)}); supported: {_ONNX_SUPPORTED}."
-            )
-        outputs = [name for name in node.output if name]
-        if outputs[1:] and any(self._is_used(name) for name in outputs[1:]):
-            raise ValueError(f"from_onnx: {where} has a second output that is used; only its first output can be.")
-        attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
-        attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
-        if op == "Gemm":
-            self._operands(node, current, (0,), where)
-            if attrs.get("transA", 0):
-                raise ValueError(
-                    f"from_onnx: {where} has transA=1, which transposes the input batch; only transA=0 "
-                    "(y = x @ B + C) is supported."
-                )
-            B = self._weight(node.input[1], where)
-            W = B.T if attrs.get("transB", 0) else B
-            alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
-            if alpha != 1:
-                W = W * alpha
-            b = None
-            if len(node.input) > 2 and node.input[2]:
-                b = self._bias(node.input[2], W.shape[1], where)
-                if beta != 1:
-                    b = b * beta
-            layers.append(Affine(np.ascontiguousarray(W), b))
-            return True
-        if op == "MatMul":
-            self._operands(node, current, (0,), where, "x @ W with a constant W")
-            layers.append(Affine(self._weight(node.input[1], where)))
-            return True
-        if op == "Add":
-            position = self._operands(node, current, (0, 1), where)
-            last = layers[-1] if layers else None
-            if not (bias_open and isinstance(last, Affine)):
-                raise ValueError(
-                    f"from_onnx: {where} adds a constant other than right after MatMul or Gemm; "
-                    "an Add is supported only as the bias of a MatMul or Gemm."
-                )
-            b = self._bias(node.input[1 - position], last.d_out, where)
-            layers[-1] = Affine(last.W, b if last.b is None else last.b + b)
-            return True
-        if op in ("Softmax", "LogSoftmax"):
-            self._operands(node, current, (0,), where)
-            axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
-            if axis not in (-1, 1):
-                raise ValueError(
-                    f"from_onnx: {where} has axis={axis}; only the last axis of the (n, d) input "
-                    "(axis=-1 or axis=1) is supported."
-                )
-            layers.append(Softmax() if op == "Softmax" else LogSoftmax())
-            return False
-        if op == "Gelu":
-            self._operands(node, current, (0,), where)
-            if attrs.get("approximate", "none") != "none":
-                raise ValueError(
-                    f"from_onnx: {where} has approximate={attrs['approximate']!r}; only the exact GELU "
-                    "(approximate='none') is supported."
-                )
-            layers.append(GELU())
-            return False
-        if op == "Flatten":
-            self._operands(node, current, (0,), where)
-            if attrs.get("axis", 1) not in (1, -1):
-                raise ValueError(
-                    f"from_onnx: {where} has axis={attrs['axis']}; only axis=1 (the identity on inputs "
-                    "of shape (n, d)) is supported."
-                )
-            return bias_open
-        if op == "Dropout":
-            self._operands(node, current, (0,), where)
-            training = node.input[2] if len(node.input) > 2 else ""
-            if training and bool(np.any(self.constants[training])):
-                raise ValueError(
-                    f"from_onnx: {where} has training_mode=True; only inference (False) is supported."
-                )
-            return bias_open
-        self._operands(node, current, (0,), where)
-        layers.append(_ONNX_ACTIVATIONS[op](attrs))
-        return False
-
-    def _operands(
-        self, node: Any, current: str, positions: tuple[int, ...], where: str, form: str = ""
-    ) -> int:
-        """Check that ``current`` is at one of ``positions`` and every other input is constant."""
-        inputs = list(node.input)
-        if inputs.count(current) != 1 or inputs.index(current) not in positions:
-            expected = form or f"the data as input {' or '.join(map(str, positions))}"
-            raise ValueError(
-                f"from_onnx: {where} takes {current!r} as input {inputs.index(current)} of "
-                f"{inputs}; supported: {expected}."
-            )
-        for name in inputs:
-            if name and name != current and name not in self.constants:
-                raise ValueError(
-                    f"from_onnx: {where} combines {current!r} with the computed tensor {name!r}; only a "
-                    "single chain of operators with constant weights (initializers) is supported."
-                )
-        return inputs.index(current)
-
-    def _weight(self, name: str, where: str) -> Array:
-        W = as_float_array(self.constants[name], f"from_onnx: {where} weight {name!r}")
-        if W.ndim != 2:
-            raise ValueError(f"from_onnx: {where} has weight {name!r} of shape {W.shape}; expected 2-D.")
-        return W
-
-    def _bias(self, name: str, d_out: int, where: str) -> Array:
-        """A constant that broadcasts against ``(n, d_out)`` without changing its shape, as ``(d_out,)``."""
-        c = as_float_array(self.constants[name], f"from_onnx: {where} bias {name!r}")
-        if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1) or (c.ndim >= 1 and c.shape[-1] not in (1, d_out)):
-            raise ValueError(
-                f"from_onnx: {where} has bias {name!r} of shape {c.shape}; expected a shape that broadcasts "
-                f"to ({d_out},): ({d_out},), (1, {d_out}), (1,) or ()."
-            )
-        return np.broadcast_to(c.reshape(-1), (d_out,)).copy() if c.size == 1 else c.reshape(d_out)
-
-    def _constant_value(self, node: Any) -> Array:
-        helper = self.onnx.helper
-        for attr in node.attribute:
-            value = helper.get_attribute_value(attr)
-            if attr.name == "value":
-                return np.asarray(self.onnx.numpy_helper.to_array(value))
-            if attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
-                return np.asarray(value)
-        raise ValueError(
-            f"from_onnx: {self._describe(node)} holds a sparse or string constant; only dense numeric "
-            "constants are supported."
-        )
-
-    def _is_used(self, name: str) -> bool:
-        return name == self.output or any(name in node.input for node in self.nodes)
-
-    def _input_width(self, value: Any) -> Optional[int]:
-        """The declared width of a 2-D graph input; ValueError for another declared rank."""
-        tensor = value.type.tensor_type
-        if not tensor.HasField("shape"):
-            return None
-        dims = tensor.shape.dim
-        if len(dims) != 2:
-            raise ValueError(
-                f"from_onnx: the graph input {value.name!r} has {len(dims)} dimensions; only inputs "
-                "of shape (n, d_in) are supported."
-            )
-        return int(dims[1].dim_value) if dims[1].HasField("dim_value") else None
-
-    def _name(self, node: Any) -> str:
-        """``node 'name'``, or ``node i`` (its position in the graph) for an unnamed node."""
-        if node.name:
-            return f"node {node.name!r}"
-        return f"node {self.positions[id(node)]}"
-
-    def _describe(self, node: Any) -> str:
-        return f"{self._name(node)} ({node.op_type})"
