@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from jacobian_np import Affine, numerical_jacobian
+from jacobian_np import Affine, Network, Tanh, numerical_jacobian
 from jacobian_np.importers import from_onnx, from_sklearn, from_torch
 
 
@@ -607,6 +607,26 @@ def test_torch_weights_requiring_grad_are_detached(torch, rng):
     net = from_torch(model)
     X = rng.normal(size=(2, 3))
     np.testing.assert_allclose(net.forward(X), model(torch.from_numpy(X)).detach().numpy(), rtol=1e-12)
+
+
+def test_torch_tensors_requiring_grad_are_read_detached(torch, rng):
+    """Tensors that require grad, passed as weights or inputs, are read, not refused by torch's own error."""
+    W = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    X = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    net = Network([Affine(W), Tanh()])
+    np.testing.assert_array_equal(net.layers[0].W, W.detach().numpy())
+    expected = Network([Affine(W.detach().numpy()), Tanh()])
+    np.testing.assert_array_equal(net.forward(X), expected.forward(X.detach().numpy()))
+    np.testing.assert_array_equal(net.jacobian(X), expected.jacobian(X.detach().numpy()))
+    assert X.requires_grad and W.requires_grad  # the caller's tensors are left as they were
+
+
+def test_torch_meta_tensors_as_inputs_are_a_value_error(torch):
+    net = Network([Affine(np.ones((3, 2)))])
+    with pytest.raises(ValueError, match=r"x is a PyTorch tensor on the meta device, which has a shape but no values"):
+        net.forward(torch.empty(4, 3, device="meta"))
+    with pytest.raises(ValueError, match=r"Affine W is a PyTorch tensor on the meta device"):
+        Affine(torch.empty(3, 2, device="meta"))
 
 
 def torch_rejections(torch):
