@@ -73,11 +73,15 @@ def from_sklearn(estimator: Any) -> Network:
 
     Parameters
     ----------
-    estimator : MLPRegressor, MLPClassifier or Pipeline
-        A fitted ``sklearn.neural_network.MLPRegressor`` or ``MLPClassifier``, or a
-        fitted ``sklearn.pipeline.Pipeline`` whose last step is one and whose
-        other steps are ``StandardScaler``, ``MinMaxScaler`` or ``MaxAbsScaler``
-        (or ``"passthrough"``; nested pipelines are flattened).
+    estimator : MLPRegressor, MLPClassifier, TransformedTargetRegressor or Pipeline
+        A fitted ``sklearn.neural_network.MLPRegressor`` or ``MLPClassifier``; a
+        fitted ``sklearn.compose.TransformedTargetRegressor`` around one (or
+        around a pipeline ending in one) whose ``transformer`` is a
+        ``StandardScaler``, ``MinMaxScaler`` or ``MaxAbsScaler`` (or the identity);
+        or a fitted ``sklearn.pipeline.Pipeline`` ending in any of these whose
+        other steps are ``StandardScaler``, ``MinMaxScaler``, ``MaxAbsScaler``,
+        ``PCA`` or ``IncrementalPCA`` (or ``"passthrough"``; nested pipelines are
+        flattened).
 
     Returns
     -------
@@ -100,7 +104,11 @@ def from_sklearn(estimator: Any) -> Network:
 
         The scalers of a pipeline are folded into the first layer,
         ``W' = diag(scale) W`` and ``b' = offset W + b``, so the Jacobian is with
-        respect to the raw inputs (at no extra cost).
+        respect to the raw inputs (at no extra cost); so is a ``PCA`` step,
+        ``x -> (x - mean_) @ components_.T`` (divided by
+        ``sqrt(explained_variance_)`` when ``whiten=True``).  The target scaler of
+        a ``TransformedTargetRegressor`` is folded into the last layer:
+        ``forward`` equals ``predict`` in the target's own units.
 
     Raises
     ------
@@ -113,7 +121,8 @@ def from_sklearn(estimator: Any) -> Network:
     ValueError
         For settings that are not affine or have no layer: ``clip=True`` on a
         scaler, ``MLPRegressor(loss='poisson')`` (output ``exp``), an unknown
-        activation.
+        activation, a ``TransformedTargetRegressor`` with ``func`` and
+        ``inverse_func``.
 
     See Also
     --------
@@ -156,21 +165,27 @@ def from_sklearn(estimator: Any) -> Network:
     owner = "from_sklearn"
     _import_optional("sklearn", "scikit-learn", "sklearn", owner)
     pipeline = importlib.import_module("sklearn.pipeline")
+    compose = importlib.import_module("sklearn.compose")
     steps = list(_sklearn_steps(estimator, "", pipeline.Pipeline))
     if not steps:
         raise TypeError(f"{owner}: the pipeline has no step other than 'passthrough'; it must end in an MLP.")
-    *scalers, (final_name, final) = steps
-    scale: Optional[Array] = None
-    offset: Optional[Array] = None
-    for name, step in scalers:  # compose x -> x * scale + offset over the scalers
-        s, o = _sklearn_scaling(step, name)
-        scale, offset = (s, o) if scale is None or offset is None else (scale * s, offset * s + o)
+    *preprocessing, (final_name, final) = steps
+    target: Optional[tuple[Array, Array]] = None
+    if isinstance(final, compose.TransformedTargetRegressor):
+        _check_fitted(final, final_name)
+        target = _sklearn_target(final.transformer_, final_name or "TransformedTargetRegressor")
+        prefix = f"{final_name}__regressor" if final_name else "regressor"
+        *inner, (final_name, final) = list(_sklearn_steps(final.regressor_, prefix, pipeline.Pipeline))
+        preprocessing += inner
     layers = _sklearn_mlp(final, final_name)
-    if scale is not None and offset is not None:
-        # fold the scaling into the first layer, exactly: (x * s + o) W + b = x (s W) + (o W + b)
+    if target is not None:  # y = z * scale + offset, folded into the last (linear) layer
+        last = cast(Affine, layers[-1])
+        scale, offset = (np.asarray(a, dtype=last.W.dtype) for a in target)
+        bias = offset + (0 if last.b is None else last.b * scale)
+        layers[-1] = Affine(last.W * scale, np.broadcast_to(bias, (last.d_out,)))
+    for name, step in reversed(preprocessing):  # fold x -> x A + c into the first layer: x (A W) + (c W + b)
         first = cast(Affine, layers[0])
-        bias = offset @ first.W + (0 if first.b is None else first.b)
-        layers[0] = Affine(scale[:, None] * first.W, bias)
+        layers[0] = _sklearn_fold(step, name, first)
     return Network(layers)
 
 
@@ -206,8 +221,9 @@ def _sklearn_mlp(estimator: Any, name: str) -> list[Layer]:
     if not isinstance(estimator, (nn.MLPRegressor, nn.MLPClassifier)):
         where = f"the last pipeline step {name!r} is" if name else "got"
         raise TypeError(
-            f"from_sklearn supports MLPRegressor, MLPClassifier, or a Pipeline of "
-            f"{', '.join(_SKLEARN_SCALERS)} steps ending in one; {where} {type(estimator).__name__}."
+            f"from_sklearn supports MLPRegressor, MLPClassifier, a TransformedTargetRegressor around one, or a "
+            f"Pipeline of {', '.join(_SKLEARN_SCALERS)} or PCA steps ending in one; {where} "
+            f"{type(estimator).__name__}."
         )
     kind = _describe_step(name, estimator)
     _check_fitted(estimator, name)
@@ -245,7 +261,7 @@ def _sklearn_scaling(scaler: Any, name: str) -> tuple[Array, Array]:
     ):
         raise TypeError(
             f"from_sklearn: {kind} is not supported; the steps before the final MLP must be "
-            f"{', '.join(_SKLEARN_SCALERS)} (affine, feature by feature) or 'passthrough'."
+            f"{', '.join(_SKLEARN_SCALERS)} (affine, feature by feature), PCA, IncrementalPCA or 'passthrough'."
         )
     _check_fitted(scaler, name)
     if getattr(scaler, "clip", False):
@@ -265,6 +281,55 @@ def _sklearn_scaling(scaler: Any, name: str) -> tuple[Array, Array]:
         scale = 1 / np.asarray(scaler.scale_)
         offset = np.zeros_like(scale)
     return scale, offset
+
+
+def _sklearn_fold(step: Any, name: str, first: Affine) -> Affine:
+    """The affine map ``x -> x A + c`` of a preprocessing step followed by ``first``, as one Affine."""
+    decomposition = importlib.import_module("sklearn.decomposition")
+    if isinstance(step, (decomposition.PCA, decomposition.IncrementalPCA)):
+        _check_fitted(step, name)
+        components = np.asarray(step.components_)
+        A = components.T.astype(first.W.dtype)
+        c = -(np.asarray(step.mean_) @ components.T).astype(first.W.dtype)
+        if step.whiten:  # as sklearn, with the variance clipped below at eps
+            scale = np.sqrt(np.asarray(step.explained_variance_))
+            scale = np.maximum(scale, np.finfo(scale.dtype).eps).astype(first.W.dtype)
+            A, c = A / scale, c / scale
+        if A.shape[1] != first.d_in:
+            raise ValueError(
+                f"from_sklearn: {_describe_step(name, step)} outputs {A.shape[1]} features, but the MLP "
+                f"expects {first.d_in}."
+            )
+        return Affine(A @ first.W, c @ first.W + (0 if first.b is None else first.b))
+    scale, offset = _sklearn_scaling(step, name)
+    bias = offset @ first.W + (0 if first.b is None else first.b)
+    return Affine(scale[:, None] * first.W, bias)
+
+
+def _sklearn_target(transformer: Any, name: str) -> tuple[Array, Array]:
+    """A target transformer's inverse as ``(scale, offset)``: predictions are ``z * scale + offset``."""
+    preprocessing = importlib.import_module("sklearn.preprocessing")
+    where = f"the target transformer of {name}"
+    if isinstance(transformer, preprocessing.FunctionTransformer):
+        if transformer.func is None and transformer.inverse_func is None:
+            return np.ones(1), np.zeros(1)  # the identity: TransformedTargetRegressor without a transformer
+        raise ValueError(
+            f"from_sklearn: {where} applies func={getattr(transformer.func, '__name__', transformer.func)!r}, "
+            "which is not affine; only StandardScaler, MinMaxScaler, MaxAbsScaler (or none) can be folded "
+            "into the network."
+        )
+    if isinstance(transformer, preprocessing.StandardScaler):
+        scale = np.asarray(transformer.scale_) if transformer.with_std else np.ones(1)
+        offset = np.asarray(transformer.mean_) if transformer.with_mean else np.zeros(1)
+        return scale, offset
+    if isinstance(transformer, preprocessing.MinMaxScaler):
+        return 1 / np.asarray(transformer.scale_), -np.asarray(transformer.min_) / np.asarray(transformer.scale_)
+    if isinstance(transformer, preprocessing.MaxAbsScaler):
+        return np.asarray(transformer.scale_), np.zeros(1)
+    raise TypeError(
+        f"from_sklearn: {where} is {type(transformer).__name__}; only StandardScaler, MinMaxScaler, "
+        "MaxAbsScaler (affine maps) or none can be folded into the network."
+    )
 
 
 # --- PyTorch ---------------------------------------------------------------------------

@@ -244,10 +244,9 @@ def test_sklearn_unfitted_pipeline_step_is_named(sklearn, rng):
 
 
 def test_sklearn_unsupported_estimators_and_steps_are_named(sklearn, rng):
-    from sklearn.decomposition import PCA
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
     X = rng.normal(size=(20, 3))
     linear = LinearRegression().fit(X, X[:, 0])
@@ -256,10 +255,75 @@ def test_sklearn_unsupported_estimators_and_steps_are_named(sklearn, rng):
     with pytest.raises(TypeError, match=r"the last pipeline step 'lr' is LinearRegression"):
         from_sklearn(Pipeline([("scale", StandardScaler().fit(X)), ("lr", linear)]))
     model = fit(mlp("MLPRegressor"), X, X[:, 0])
-    with pytest.raises(TypeError, match=r"pipeline step 'pca' \(PCA\) is not supported; .*StandardScaler"):
-        from_sklearn(Pipeline([("pca", PCA().fit(X)), ("mlp", model)]))
+    with pytest.raises(TypeError, match=r"pipeline step 'poly' \(PolynomialFeatures\) is not supported; .*PCA"):
+        from_sklearn(Pipeline([("poly", PolynomialFeatures().fit(X)), ("mlp", model)]))
     with pytest.raises(TypeError, match=r"got ndarray"):
         from_sklearn(np.ones(3))
+
+
+def target_data(rng):
+    """Raw inputs in mixed units and targets far from zero mean and unit variance."""
+    X = rng.normal(size=(150, 4)) * [1.0, 50.0, 0.1, 3.0] + [0.0, 200.0, 1.0, -2.0]
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    y = 1000 + 300 * np.sin(Z[:, 0]) + 200 * Z[:, 1] * Z[:, 2] - 50 * Z[:, 3]
+    return X, y
+
+
+@pytest.mark.parametrize("target_scaler", ["StandardScaler", "MinMaxScaler", "MaxAbsScaler", None])
+@pytest.mark.parametrize("whiten", [False, True])
+def test_sklearn_transformed_target_and_pca_are_folded_exactly(sklearn, rng, target_scaler, whiten):
+    from sklearn import preprocessing
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    X, y = target_data(rng)
+    transformer = None if target_scaler is None else getattr(preprocessing, target_scaler)()
+    inner = make_pipeline(preprocessing.StandardScaler(), PCA(n_components=3, whiten=whiten), mlp("MLPRegressor"))
+    model = fit(TransformedTargetRegressor(regressor=inner, transformer=transformer), X, y)
+    net = from_sklearn(model)
+    assert [type(layer).__name__ for layer in net.layers] == ["Affine", "Tanh", "Affine", "Tanh", "Affine"]
+    assert net.d_in == 4
+    np.testing.assert_allclose(net.forward(X)[:, 0], model.predict(X), rtol=1e-12, atol=1e-12 * np.abs(y).max())
+    f = lambda X: model.predict(X)[:, None]  # noqa: E731
+    assert_jacobian_matches(net, f, X[:4])
+
+
+def test_sklearn_pipeline_around_a_transformed_target_with_several_targets(sklearn, rng):
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.decomposition import IncrementalPCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    X, y = target_data(rng)
+    Y = np.stack([y, -3 * y + 7], axis=1)
+    model = fit(
+        make_pipeline(StandardScaler(), IncrementalPCA(n_components=4),
+                      TransformedTargetRegressor(regressor=mlp("MLPRegressor"), transformer=MinMaxScaler())),
+        X, Y,
+    )
+    net = from_sklearn(model)
+    assert net.d_out == 2
+    np.testing.assert_allclose(net.forward(X), model.predict(X), rtol=1e-12, atol=1e-12 * np.abs(Y).max())
+    assert_jacobian_matches(net, model.predict, X[:4])
+
+
+def test_sklearn_non_affine_target_transforms_are_refused(sklearn, rng):
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.preprocessing import QuantileTransformer
+
+    X, y = target_data(rng)
+    logged = fit(TransformedTargetRegressor(regressor=mlp("MLPRegressor"), func=np.log, inverse_func=np.exp), X, y)
+    with pytest.raises(ValueError, match=r"target transformer of TransformedTargetRegressor applies func='log', "
+                                         r"which is not affine"):
+        from_sklearn(logged)
+    quantile = fit(TransformedTargetRegressor(regressor=mlp("MLPRegressor"),
+                                              transformer=QuantileTransformer(n_quantiles=50)), X, y)
+    with pytest.raises(TypeError, match=r"target transformer of TransformedTargetRegressor is QuantileTransformer"):
+        from_sklearn(quantile)
+    unfitted = TransformedTargetRegressor(regressor=mlp("MLPRegressor"))
+    with pytest.raises(ValueError, match=r"TransformedTargetRegressor is not fitted"):
+        from_sklearn(unfitted)
 
 
 def test_sklearn_clipping_scaler_is_refused(sklearn, rng):
