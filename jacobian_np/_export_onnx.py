@@ -293,7 +293,7 @@ def _erfc_chebyshev(degree: int = 24) -> tuple[float, ...]:
     the rounding of ``z**2`` starts to dominate.
     """
 
-    def g(u: Array) -> Array:
+    def g(u: Any) -> Any:
         t = (u + 1) / 2
         safe = np.where(t > 0, t, 1.0)
         z = 2 / safe - 2

@@ -119,7 +119,7 @@ class LayerWalk(Generic[Value]):
                 f"{self.owner}: {where} is {what}; only the built-in layers can be exported "
                 "(Affine, the activations, Softmax, LogSoftmax, LayerNorm, Network, Residual, Parallel)."
             )
-        return getattr(self, name)  # type: ignore[no-any-return]
+        return getattr(self, name)
 
 
 def handler_name(kind: type) -> Optional[str]:

@@ -472,7 +472,7 @@ def _centred_input(node: Any) -> Optional[Node]:
         return None
     x, mean = node.inputs
     if isinstance(mean, Node) and mean.op == "mean" and mean.inputs[0] is x:
-        return x  # type: ignore[no-any-return]
+        return x
     return None
 
 

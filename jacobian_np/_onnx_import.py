@@ -11,7 +11,7 @@ graph) and its operator.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import numpy as np
 
@@ -47,9 +47,13 @@ SUPPORTED = (
 )
 
 
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def _generic(op: str) -> Callable[[Any, list[Any], dict[str, Any], str], Node]:
+    """The translator of an operator that maps to one graph operation, its operands kept."""
+
+    def translate(node: Any, operands: list[Any], attrs: dict[str, Any], where: str) -> Node:
+        return Node(op, tuple(operands), where)
+
+    return translate
 
 
 class OnnxGraph:
@@ -163,10 +167,8 @@ class OnnxGraph:
         }
         for op in ACTIVATIONS:
             table[op] = self._activation
-        for op, name in ARITHMETIC.items():
-            table[op] = lambda node, ops, attrs, where, name=name: Node(name, tuple(ops), where)
-        for op, name in PATTERN_PARTS.items():
-            table.setdefault(op, lambda node, ops, attrs, where, name=name: Node(name, tuple(ops), where))
+        for op, name in {**PATTERN_PARTS, **ARITHMETIC}.items():
+            table.setdefault(op, _generic(name))
         return table
 
     def _data(self, node: Any, operands: list[Any], where: str, position: int = 0, form: str = "") -> Node:
@@ -185,7 +187,7 @@ class OnnxGraph:
                 f"from_onnx: {where} takes {inputs[computed[0]]!r} as input {computed[0]} of {inputs}; "
                 f"supported: {expected}."
             )
-        return operands[position]  # type: ignore[no-any-return]
+        return cast(Node, operands[position])
 
     def _activation(self, node: Any, operands: list[Any], attrs: dict[str, Any], where: str) -> Node:
         return Node("layer", (self._data(node, operands, where),), where, ACTIVATIONS[node.op_type](attrs))

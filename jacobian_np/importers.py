@@ -17,21 +17,7 @@ from typing import Any, Callable, Iterator, Optional, Union, cast
 import numpy as np
 
 from ._typing import Array
-from ._validation import as_float_array
-from .activations import (
-    ELU,
-    GELU,
-    Identity,
-    LeakyReLU,
-    LogSoftmax,
-    ReLU,
-    SiLU,
-    Sigmoid,
-    Sin,
-    Softmax,
-    Softplus,
-    Tanh,
-)
+from .activations import Identity, ReLU, Sigmoid, Softmax, Tanh
 from .affine import Affine
 from .layer import Layer
 from .network import Network
