@@ -177,9 +177,9 @@ class SecondOrderMethods:
         method, samples = method_and_samples(method, samples, "Network.laplacian")
         if method == "exact":
             unit_rows = _unit_rows(x, dims)
-            return self._batched(  # type: ignore[no-any-return]
+            return self._batched(
                 lambda part: (self._second_tangents(part, unit_rows, None, True)[..., 0, :],),
-                x, chunk_size, len(dims) + 2, "Network.laplacian",
+                x, chunk_size, len(dims) + 1, "Network.laplacian",
             )[0]
         directions = hutchinson_directions(x, samples, dims, seed)  # drawn whole: the same whatever the chunks
 
@@ -187,7 +187,7 @@ class SecondOrderMethods:
             S = self._second_tangents(part, V.astype(part.dtype), None, True)
             return (S[..., 0, :] / samples,)
 
-        return self._batched(estimate, x, chunk_size, samples + 2, "Network.laplacian", directions)[0]  # type: ignore[no-any-return]
+        return self._batched(estimate, x, chunk_size, samples + 1, "Network.laplacian", directions)[0]
 
     def hessian_diagonal(
         self, x: npt.ArrayLike, *, dims: Optional[Sequence[int]] = None, chunk_size: Optional[int] = None

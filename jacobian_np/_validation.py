@@ -146,7 +146,7 @@ def method_and_samples(method: Any, samples: Any, owner: str) -> tuple[str, int]
     return method, int(samples)
 
 
-def hutchinson_directions(x: Array, samples: int, dims: Any, seed: Any) -> Array:
+def hutchinson_directions(x: Array, samples: int, dims: Any, seed: Any) -> np.ndarray:
     """Rademacher directions ``(*batch, samples, d_in)``: +-1 on ``dims``, 0 elsewhere.
 
     Drawn whole with ``numpy.random.default_rng(seed)`` (as int8, converted chunk by

@@ -50,7 +50,7 @@ class Composite(Layer):
         T = np.concatenate(np.broadcast_arrays(u, v), axis=-2)
         _, S = self.push_second(T, None, cache, pairs, False, False)
         if S is None:  # a constant Jacobian
-            return np.zeros(T.shape[:-2] + (rows, self.push(T[..., :1, :], cache, False)[0].shape[-1]), T.dtype)
+            return np.zeros(T.shape[:-2] + (rows, self.footprint(T.shape[-1])[0]), T.dtype)
         return S
 
     def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
@@ -303,9 +303,8 @@ class Parallel(Composite):
         self, T: Array, S: Optional[Array], cache: Cache, pairs: Pairs, collapse: bool, tangents: bool
     ) -> tuple[Optional[Array], Optional[Array]]:
         widths, caches = cache
-        results = [b.push_second(T, S, c, pairs, collapse, True) for b, c in zip(self.branches, caches)]
-        Ts = [r[0] for r in results]
-        T_out = np.concatenate(Ts, axis=-1) if tangents else None
+        results = [b.push_second(T, S, c, pairs, collapse, tangents) for b, c in zip(self.branches, caches)]
+        T_out = np.concatenate([r[0] for r in results], axis=-1) if tangents else None
         if all(r[1] is None for r in results):
             return T_out, None
         rows = 1 if collapse else (T.shape[-2] if pairs is None else len(pairs[0]))

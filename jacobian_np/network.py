@@ -138,10 +138,10 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
         array([[2., 0.],
                [0., 3.]])
         """
-        x = as_input(x, self.d_in, "Network")
+        y = as_input(x, self.d_in, "Network")
         for layer in self.layers:
-            x, _ = layer.forward_with_cache(x)
-        return x
+            y, _ = layer.forward_with_cache(y)
+        return y
 
     def __call__(self, x: npt.ArrayLike) -> Array:
         return self.forward(x)
@@ -161,7 +161,7 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
         return self.layers[index]
 
     @property
-    def params(self) -> list[Array]:
+    def params(self) -> list[Array]:  # type: ignore[override]
         """The parameter arrays of all layers in layer order, ``[W1, b1, W2, ...]``.
 
         The live arrays, not copies: writing into them changes the network.  A
@@ -175,7 +175,7 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
         >>> [p.shape for p in net.params]
         [(2, 3), (3,), (3, 1)]
         """
-        return Chain.params.fget(self)  # type: ignore[attr-defined,no-any-return]
+        return super().params
 
     def _batched(
         self, compute: Callable[..., tuple], x: Array, chunk_size: Optional[int], rows: int, owner: str,
