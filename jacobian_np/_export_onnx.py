@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 from numpy.polynomial import chebyshev
@@ -39,6 +39,7 @@ class _Value:
     h: str
     t: Optional[str]  # None: the identity
     width: int
+    lap: Optional[str] = None  # the Laplacian of h, sum_k d^2 h / dx_k^2, if asked for; None: zero
 
 
 Operand = Union[str, float, Array]
@@ -49,8 +50,9 @@ class OnnxWriter(LayerWalk[_Value]):
 
     owner = "to_onnx"
 
-    def __init__(self, onnx: Any, dtype: np.dtype, d_in: int) -> None:
+    def __init__(self, onnx: Any, dtype: np.dtype, d_in: int, laplacian: bool = False) -> None:
         self.onnx = onnx
+        self.laplacian = laplacian
         self.dtype = np.dtype(dtype)
         self.d_in = d_in
         self.nodes: list[Any] = []
@@ -115,6 +117,23 @@ class OnnxWriter(LayerWalk[_Value]):
             return v.t
         return self.op("Expand", self.eye(v.width), self.batch_shape(v.width, self.d_in))
 
+    def zeros(self, width: int) -> str:
+        return self.op("Expand", self.const(np.zeros((1, width), self.dtype), "zeros"), self.batch_shape(width))
+
+    def square_sum(self, v: _Value) -> str:
+        """``sum_k t[:, j, k]**2``, shape ``(n, w)`` (1 for the identity)."""
+        if v.t is None:
+            return self.const(1.0)
+        return self.op("ReduceSum", self.op("Mul", v.t, v.t), self.const([2], "axes", np.int64), keepdims=0)
+
+    def weighted_sum(self, s: str, a: str) -> str:
+        """``sum_j s_j a_j`` over the last axis, kept: shape ``(n, 1)``."""
+        return self.op("ReduceSum", self.op("Mul", s, a), self.const([1], "axes", np.int64), keepdims=1)
+
+    def plus(self, a: Optional[str], b: Optional[str]) -> Optional[str]:
+        """``a + b`` where None is zero."""
+        return b if a is None else a if b is None else self.op("Add", a, b)
+
     def where_positive(self, x: str, then: Operand, otherwise: Operand) -> str:
         return self.op("Where", self.op("Greater", x, 0.0), then, otherwise)
 
@@ -178,10 +197,17 @@ class OnnxWriter(LayerWalk[_Value]):
             t = self.op("Expand", self.const(WT[None], "WT"), self.batch_shape(layer.d_out, self.d_in))
         else:
             t = self.op("MatMul", self.const(WT, "WT"), v.t)
-        return _Value(h, t, layer.d_out)
+        lap = None if v.lap is None else self.op("MatMul", v.lap, W)
+        return _Value(h, t, layer.d_out, lap)
 
-    def _scaled(self, v: _Value, h: str, fprime: str) -> _Value:
-        return _Value(h, self.op("Mul", self.tangent(v), self.unsqueeze(fprime, 2)), v.width)
+    def _scaled(self, v: _Value, h: str, fprime: str, fsecond: Callable[[], Optional[str]] = lambda: None) -> _Value:
+        """An elementwise layer: ``t' = f' t`` and, if asked for, ``lap' = f' lap + f'' sum_k t_k**2``."""
+        lap = None
+        if self.laplacian:
+            second = fsecond()
+            first = None if v.lap is None else self.op("Mul", fprime, v.lap)
+            lap = self.plus(first, None if second is None else self.op("Mul", second, self.square_sum(v)))
+        return _Value(h, self.op("Mul", self.tangent(v), self.unsqueeze(fprime, 2)), v.width, lap)
 
     def relu(self, layer: Any, v: _Value, path: str) -> _Value:
         positive = self.op("Greater", v.h, 0.0)
@@ -189,24 +215,27 @@ class OnnxWriter(LayerWalk[_Value]):
         return self._scaled(v, self.op("Relu", v.h), fprime)
 
     def identity(self, layer: Any, v: _Value, path: str) -> _Value:
-        return _Value(self.op("Identity", v.h), v.t, v.width)
+        return _Value(self.op("Identity", v.h), v.t, v.width, v.lap)
 
     def sigmoid(self, layer: Any, v: _Value, path: str) -> _Value:
         s, _, fprime = self.sigmoid_parts(v.h)
-        return self._scaled(v, s, fprime)
+        # f'' = f' (1 - 2 s) = -f' tanh(x / 2)
+        return self._scaled(v, s, fprime, lambda: self.op("Mul", fprime, self.op("Neg", self.op(
+            "Tanh", self.op("Mul", v.h, 0.5)))))
 
     def tanh(self, layer: Any, v: _Value, path: str) -> _Value:
         e = self.op("Exp", self.op("Neg", self.op("Abs", v.h)))
         e2 = self.op("Mul", e, e)  # exp(-2|x|) without forming 2|x|
         denominator = self.op("Add", e2, 1.0)
         fprime = self.op("Div", self.op("Mul", e2, 4.0), self.op("Mul", denominator, denominator))
-        return self._scaled(v, self.op("Tanh", v.h), fprime)
+        y = self.op("Tanh", v.h)
+        return self._scaled(v, y, fprime, lambda: self.op("Mul", self.op("Mul", y, fprime), -2.0))
 
     def softplus(self, layer: Any, v: _Value, path: str) -> _Value:
         e = self.op("Exp", self.op("Neg", self.op("Abs", v.h)))
         y = self.op("Add", self.op("Relu", v.h), self.log1p(e))
-        s, _, _ = self.sigmoid_parts(v.h)
-        return self._scaled(v, y, s)
+        s, _, s_prime = self.sigmoid_parts(v.h)
+        return self._scaled(v, y, s, lambda: s_prime)
 
     def leaky_relu(self, layer: Any, v: _Value, path: str) -> _Value:
         alpha = float(layer.alpha)
@@ -217,8 +246,9 @@ class OnnxWriter(LayerWalk[_Value]):
         alpha = float(layer.alpha)
         m = self.op("Min", v.h, 0.0)
         y = self.where_positive(v.h, v.h, self.op("Mul", self.expm1(m), alpha))
-        fprime = self.where_positive(v.h, 1.0, self.op("Mul", self.op("Exp", m), alpha))
-        return self._scaled(v, y, fprime)
+        left = self.op("Mul", self.op("Exp", m), alpha)
+        fprime = self.where_positive(v.h, 1.0, left)
+        return self._scaled(v, y, fprime, lambda: self.where_positive(v.h, 0.0, left))
 
     def gelu(self, layer: Any, v: _Value, path: str) -> _Value:
         cdf = self.normal_cdf(v.h)
@@ -226,28 +256,50 @@ class OnnxWriter(LayerWalk[_Value]):
         xc = self.op("Clip", v.h, -40.0, 40.0)  # the density underflows beyond
         density = self.op("Mul", self.op("Exp", self.op("Mul", self.op("Mul", xc, xc), -0.5)),
                           1 / math.sqrt(2 * math.pi))
-        return self._scaled(v, y, self.op("Add", cdf, self.op("Mul", xc, density)))
+        fprime = self.op("Add", cdf, self.op("Mul", xc, density))
+        return self._scaled(v, y, fprime, lambda: self.op("Mul", density, self.op("Sub", 2.0, self.op("Mul", xc, xc))))
 
     def silu(self, layer: Any, v: _Value, path: str) -> _Value:
         big = float(np.finfo(self.dtype).max)
         xf = self.op("Clip", v.h, -big, big)
         s, _, s_prime = self.sigmoid_parts(v.h)
-        return self._scaled(v, self.op("Mul", xf, s), self.op("Add", s, self.op("Mul", xf, s_prime)))
+
+        def fsecond() -> str:  # s(x) s(-x) (2 - x tanh(x / 2))
+            x_tanh = self.op("Mul", xf, self.op("Tanh", self.op("Mul", xf, 0.5)))
+            return self.op("Mul", s_prime, self.op("Sub", 2.0, x_tanh))
+
+        return self._scaled(v, self.op("Mul", xf, s), self.op("Add", s, self.op("Mul", xf, s_prime)), fsecond)
 
     def sin(self, layer: Any, v: _Value, path: str) -> _Value:
-        return self._scaled(v, self.op("Sin", v.h), self.op("Cos", v.h))
+        y = self.op("Sin", v.h)
+        return self._scaled(v, y, self.op("Cos", v.h), lambda: self.op("Neg", y))
 
     def softmax(self, layer: Any, v: _Value, path: str) -> _Value:
         s = self.op("Softmax", v.h, axis=-1)
         t = self.tangent(v)
         mean = self.op("MatMul", self.unsqueeze(s, 1), t)  # (n, 1, d_in): sum_i s_i t_i
-        return _Value(s, self.op("Mul", self.unsqueeze(s, 2), self.op("Sub", t, mean)), v.width)
+        centred = self.op("Sub", t, mean)
+        lap = None
+        if self.laplacian:  # D^2 s[u, u] = s (w - <s, w>) with w = (u - <s, u>)**2; plus J lap
+            total = self.plus(v.lap, self.square_sum(_Value(v.h, centred, v.width)))
+            assert total is not None
+            lap = self.op("Mul", s, self.op("Sub", total, self.weighted_sum(s, total)))
+        return _Value(s, self.op("Mul", self.unsqueeze(s, 2), centred), v.width, lap)
 
     def log_softmax(self, layer: Any, v: _Value, path: str) -> _Value:
         y = self.op("LogSoftmax", v.h, axis=-1)
         t = self.tangent(v)
-        mean = self.op("MatMul", self.unsqueeze(self.op("Exp", y), 1), t)
-        return _Value(y, self.op("Sub", t, mean), v.width)
+        s = self.op("Exp", y)
+        mean = self.op("MatMul", self.unsqueeze(s, 1), t)
+        centred = self.op("Sub", t, mean)
+        lap = None
+        if self.laplacian:  # D^2 y[u, u] = -<s, (u - <s, u>)**2>, the same for every output; plus J lap
+            total = self.plus(v.lap, self.square_sum(_Value(v.h, centred, v.width)))
+            assert total is not None
+            lap = self.op("Sub", v.lap if v.lap is not None else 0.0, self.weighted_sum(s, total))
+            if v.lap is None:
+                lap = self.op("Expand", lap, self.batch_shape(v.width))
+        return _Value(y, centred, v.width, lap)
 
     def layer_norm(self, layer: Any, v: _Value, path: str) -> _Value:
         centred = self.op("Sub", v.h, self.op("ReduceMean", v.h, axes=[-1], keepdims=1))
@@ -259,28 +311,57 @@ class OnnxWriter(LayerWalk[_Value]):
         mean_yt = self.op("Div", self.op("MatMul", self.unsqueeze(normal, 1), t), float(v.width))
         dt = self.op("Sub", self.op("Sub", t, mean_t), self.op("Mul", self.unsqueeze(normal, 2), mean_yt))
         dt = self.op("Div", dt, self.unsqueeze(sigma, 2))
+        lap = self._layer_norm_laplacian(v, t, mean_t, mean_yt, normal, sigma) if self.laplacian else None
         y = normal
         if layer.weight is not None:
             weight = np.asarray(layer.weight, dtype=self.dtype)
             y = self.op("Mul", y, self.const(weight, "ln_weight"))
             dt = self.op("Mul", dt, self.const(weight[:, None], "ln_weight_column"))
+            lap = None if lap is None else self.op("Mul", lap, self.const(weight, "ln_weight"))
         if layer.bias is not None:
             y = self.op("Add", y, self.const(np.asarray(layer.bias, dtype=self.dtype), "ln_bias"))
-        return _Value(y, dt, v.width)
+        return _Value(y, dt, v.width, lap)
+
+    def _layer_norm_laplacian(self, v: _Value, t: str, mean_t: str, mean_yt: str, h: str, sigma: str) -> str:
+        """``Dh[lap] + sum_k D^2 h[t_k, t_k]`` of the normalised ``h`` (before the weight).
+
+        With ``r = 1 / sigma``, ``c_k = t_k - mean(t_k)`` and ``a_k = h . t_k``:
+        ``Dh[u] = r (P u - h (h . u) / d)`` and
+        ``sum_k D^2 h[t_k, t_k] = -(r**2 / d) (2 sum_k a_k c_k + h sum_k |c_k|**2 - 3 h sum_k a_k**2 / d)``.
+        """
+        d = float(v.width)
+        r = self.op("Reciprocal", sigma)
+        c = self.op("Sub", t, mean_t)  # (n, w, d_in)
+        a = self.op("Mul", mean_yt, d)  # (n, 1, d_in)
+        cross = self.op("ReduceSum", self.op("Mul", c, a), self.const([2], "axes", np.int64), keepdims=0)
+        c2 = self.op("ReduceSum", self.op("Mul", c, c), self.const([1, 2], "axes", np.int64), keepdims=0)
+        a2 = self.op("ReduceSum", self.op("Mul", a, a), self.const([1, 2], "axes", np.int64), keepdims=0)
+        inner = self.op("Sub", self.unsqueeze(c2, 1), self.op("Mul", self.unsqueeze(a2, 1), 3 / d))
+        second = self.op("Add", self.op("Mul", cross, 2.0), self.op("Mul", h, inner))
+        lap = self.op("Mul", second, self.op("Div", self.op("Mul", r, r), -d))
+        if v.lap is not None:
+            centred = self.op("Sub", v.lap, self.op("ReduceMean", v.lap, axes=[-1], keepdims=1))
+            projected = self.op("Sub", centred, self.op("Mul", h, self.op("Div", self.weighted_sum(h, v.lap), d)))
+            lap = self.op("Add", lap, self.op("Mul", projected, r))
+        return lap
 
     def residual(self, layer: Any, v: _Value, path: str) -> _Value:
         out = self.emit(layer.block, v, f"{path} > block")
         scale = float(layer.scale)
-        h, t = out.h, self.full_tangent(out)
+        h, t, lap = out.h, self.full_tangent(out), out.lap
         if scale != 1:
             h, t = self.op("Mul", h, scale), self.op("Mul", t, scale)
-        return _Value(self.op("Add", v.h, h), self.op("Add", self.tangent(v), t), v.width)
+            lap = None if lap is None else self.op("Mul", lap, scale)
+        return _Value(self.op("Add", v.h, h), self.op("Add", self.tangent(v), t), v.width, self.plus(v.lap, lap))
 
     def parallel(self, layer: Any, v: _Value, path: str) -> _Value:
         outputs = [self.emit(branch, v, f"{path} > branch {i}") for i, branch in enumerate(layer.branches)]
         h = self.op("Concat", *(o.h for o in outputs), axis=1)
         t = self.op("Concat", *(self.full_tangent(o) for o in outputs), axis=1)
-        return _Value(h, t, sum(o.width for o in outputs))
+        lap = None
+        if any(o.lap is not None for o in outputs):
+            lap = self.op("Concat", *(self.zeros(o.width) if o.lap is None else o.lap for o in outputs), axis=1)
+        return _Value(h, t, sum(o.width for o in outputs), lap)
 
 
 @functools.lru_cache(maxsize=None)
@@ -302,25 +383,31 @@ def _erfc_chebyshev(degree: int = 24) -> tuple[float, ...]:
     return tuple(float(c) for c in chebyshev.chebinterpolate(g, degree))
 
 
-def build(net: Any, onnx: Any) -> Any:
-    """The ``onnx.ModelProto`` computing ``y`` and ``J``."""
+def build(net: Any, onnx: Any, laplacian: bool = False) -> Any:
+    """The ``onnx.ModelProto`` computing ``y`` and ``J`` (and ``L``, the Laplacian of ``y``, if asked for)."""
     network = as_network(net, "to_onnx")
     assert network.d_in is not None and network.d_out is not None  # as_network checked
     dtype = network_dtype(network)
-    writer = OnnxWriter(onnx, dtype, network.d_in)
-    writer._names.update({"x", "y", "J"})
+    writer = OnnxWriter(onnx, dtype, network.d_in, laplacian)
+    writer._names.update({"x", "y", "J", "L"})
     result = writer.emit(network, _Value("x", None, network.d_in), "")
-    writer.nodes.append(onnx.helper.make_node("Identity", [result.h], ["y"], name="output_y"))
-    writer.nodes.append(onnx.helper.make_node("Identity", [writer.full_tangent(result)], ["J"], name="output_J"))
-    elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
-    graph = onnx.helper.make_graph(
+    helper = onnx.helper
+    writer.nodes.append(helper.make_node("Identity", [result.h], ["y"], name="output_y"))
+    writer.nodes.append(helper.make_node("Identity", [writer.full_tangent(result)], ["J"], name="output_J"))
+    elem = helper.np_dtype_to_tensor_dtype(dtype)
+    outputs = [
+        helper.make_tensor_value_info("y", elem, ["n", network.d_out]),
+        helper.make_tensor_value_info("J", elem, ["n", network.d_out, network.d_in]),
+    ]
+    if laplacian:
+        lap = result.lap if result.lap is not None else writer.zeros(network.d_out)
+        writer.nodes.append(helper.make_node("Identity", [lap], ["L"], name="output_L"))
+        outputs.append(helper.make_tensor_value_info("L", elem, ["n", network.d_out]))
+    graph = helper.make_graph(
         writer.nodes,
         "jacobian_np",
-        [onnx.helper.make_tensor_value_info("x", elem, ["n", network.d_in])],
-        [
-            onnx.helper.make_tensor_value_info("y", elem, ["n", network.d_out]),
-            onnx.helper.make_tensor_value_info("J", elem, ["n", network.d_out, network.d_in]),
-        ],
+        [helper.make_tensor_value_info("x", elem, ["n", network.d_in])],
+        outputs,
         initializer=writer.initializers,
     )
     model = onnx.helper.make_model(

@@ -17,9 +17,12 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import warnings
 from typing import Any, Union
 
 from . import _export_c, _export_onnx
+from .errors import ZeroCurvatureWarning
+from .layer import Layer
 from .network import Network
 
 __all__ = ["to_c", "to_onnx", "to_torch"]
@@ -31,7 +34,7 @@ _C_KEYWORDS = frozenset(
 )
 
 
-def to_onnx(net: Network, path: Union[str, "os.PathLike[str]"]) -> str:
+def to_onnx(net: Network, path: Union[str, "os.PathLike[str]"], laplacian: bool = False) -> str:
     """Write an ONNX model computing a network's output and input Jacobian.
 
     Parameters
@@ -41,6 +44,12 @@ def to_onnx(net: Network, path: Union[str, "os.PathLike[str]"]) -> str:
         width is fixed (it has an ``Affine`` layer).
     path : str or path-like
         The ``.onnx`` file to write (overwritten if it exists).
+    laplacian : bool, default False
+        Also output ``L`` of shape ``(n, d_out)``, the Laplacian of each output,
+        ``L[i, j] = sum_k d^2 y[i, j] / d x[i, k]^2``, as
+        :meth:`Network.laplacian` computes it (physics-informed residuals need
+        it).  Meaningful where the network is smooth: kinks (``ReLU``,
+        ``LeakyReLU``, ``ELU`` at 0) contribute nothing.
 
     Returns
     -------
@@ -57,6 +66,12 @@ def to_onnx(net: Network, path: Union[str, "os.PathLike[str]"]) -> str:
     ValueError
         If the network's input width is not fixed.
 
+    Warns
+    -----
+    ZeroCurvatureWarning
+        With ``laplacian=True``, if every layer is piecewise linear (as
+        :meth:`Network.laplacian` warns).
+
     See Also
     --------
     to_c, to_torch, from_onnx
@@ -66,7 +81,9 @@ def to_onnx(net: Network, path: Union[str, "os.PathLike[str]"]) -> str:
     The model has one input, ``x`` of shape ``(n, d_in)`` with a dynamic ``n``,
     and two outputs: ``y`` of shape ``(n, d_out)`` and ``J`` of shape
     ``(n, d_out, d_in)``, ``J[i, j, k] = d y[i, j] / d x[i, k]``, as
-    :meth:`Network.forward_backward` returns them.  The element type is float32
+    :meth:`Network.forward_backward` returns them (and ``L`` with
+    ``laplacian=True``: the graph then also carries the Laplacian of every
+    hidden value forward, ``f' lap + f'' sum_k t_k**2`` through an activation).  The element type is float32
     when every weight is float32 and float64 otherwise.
 
     The graph propagates the Jacobian forward from the identity, with standard
@@ -100,8 +117,18 @@ def to_onnx(net: Network, path: Union[str, "os.PathLike[str]"]) -> str:
 
     onnx = _import_optional("onnx", "onnx", "onnx", "to_onnx")
     importlib.import_module("onnx.numpy_helper")
+    if not isinstance(laplacian, bool):
+        raise TypeError(f"to_onnx: laplacian must be True or False; got {type(laplacian).__name__}.")
     target = _output_path(path, "to_onnx", "path")
-    model = _export_onnx.build(net, onnx)
+    if laplacian and isinstance(net, Layer) and net.piecewise_linear:
+        warnings.warn(
+            f"to_onnx: every layer of {type(net).__name__} is piecewise linear, so the Laplacian output L is "
+            "zero almost everywhere. For nonzero curvature use smooth activations such as Tanh, Softplus, "
+            "GELU or SiLU.",
+            ZeroCurvatureWarning,
+            stacklevel=2,
+        )
+    model = _export_onnx.build(net, onnx, laplacian)
     onnx.save(model, target)
     return target
 

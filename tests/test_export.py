@@ -12,6 +12,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -368,6 +369,37 @@ def test_onnx_model_interface(ort, tmp_path, rng):
     for n in (0, 1):
         y, J = run_onnx(ort, path, rng.normal(size=(n, 3)))
         assert y.shape == (n, 2) and J.shape == (n, 2, 3)
+
+
+@pytest.mark.parametrize("key", NAMES)
+def test_onnx_laplacian_output_agrees_with_network_laplacian(ort, key, tmp_path, rng):
+    net = networks(np.random.default_rng(0))[key]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jn.ZeroCurvatureWarning)
+        path = to_onnx(net, tmp_path / "net.onnx", laplacian=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [v.name for v in session.get_outputs()] == ["y", "J", "L"]
+    X = 2 * rng.normal(size=(7, 3))
+    y, J, L = session.run(None, {"x": X})
+    assert_agrees(y, J, net, X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jn.ZeroCurvatureWarning)  # Affine alone: L = 0, and it says so
+        expected = net.laplacian(X)
+    scale = np.abs(expected).max(axis=-1, keepdims=True) + np.abs(expected).max() * 1e-3
+    assert np.all(np.abs(L - expected) <= RTOL * scale), np.max(np.abs(L - expected) / scale)
+    (L0,) = session.run(["L"], {"x": np.zeros((0, 3))})
+    assert L0.shape == (0, net.d_out)
+
+
+def test_onnx_laplacian_of_a_piecewise_linear_network_warns(ort, tmp_path, rng):
+    net = Network([Affine(rng.normal(size=(3, 4))), jn.ReLU(), Affine(rng.normal(size=(4, 2)))])
+    with pytest.warns(jn.ZeroCurvatureWarning, match="to_onnx: every layer of Network is piecewise linear"):
+        to_onnx(net, tmp_path / "m.onnx", laplacian=True)
+
+
+def test_onnx_laplacian_must_be_a_bool(ort, tmp_path, rng):
+    with pytest.raises(TypeError, match="laplacian must be True or False; got str"):
+        to_onnx(deep_network(rng), tmp_path / "m.onnx", laplacian="yes")
 
 
 def test_onnx_float32_network_gives_a_float32_model(ort, tmp_path, rng):
