@@ -97,13 +97,14 @@ def to_onnx(net: Network, path: Union[str, "os.PathLike[str]"], laplacian: bool 
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import os, shutil, tempfile
     >>> import numpy as np
     >>> import onnxruntime as ort  # doctest: +SKIP
     >>> from jacobian_np import Affine, Network, Tanh, to_onnx
     >>> rng = np.random.default_rng(0)
     >>> net = Network([Affine(rng.normal(size=(3, 8))), Tanh(), Affine(rng.normal(size=(8, 2)))])
-    >>> path = to_onnx(net, os.path.join(tempfile.mkdtemp(), "net.onnx"))
+    >>> folder = tempfile.mkdtemp()
+    >>> path = to_onnx(net, os.path.join(folder, "net.onnx"))
     >>> session = ort.InferenceSession(path)  # doctest: +SKIP
     >>> X = rng.normal(size=(5, 3))
     >>> y, J = session.run(["y", "J"], {"x": X})  # doctest: +SKIP
@@ -112,6 +113,7 @@ def to_onnx(net: Network, path: Union[str, "os.PathLike[str]"], laplacian: bool 
     >>> y_ref, J_ref = net.forward_backward(X)
     >>> np.allclose(J, J_ref, rtol=1e-12)  # doctest: +SKIP
     True
+    >>> shutil.rmtree(folder)
     """
     from .importers import _import_optional
 
@@ -194,13 +196,14 @@ def to_c(net: Network, directory: Union[str, "os.PathLike[str]"], name: str = "j
 
     Examples
     --------
-    >>> import tempfile
+    >>> import shutil, tempfile
     >>> from pathlib import Path
     >>> import numpy as np
     >>> from jacobian_np import Affine, Network, Tanh, to_c
     >>> rng = np.random.default_rng(0)
     >>> net = Network([Affine(rng.normal(size=(3, 8))), Tanh(), Affine(rng.normal(size=(8, 2)))])
-    >>> header, source = to_c(net, tempfile.mkdtemp(), name="surrogate")
+    >>> folder = tempfile.mkdtemp()
+    >>> header, source = to_c(net, folder, name="surrogate")
     >>> print(Path(header).read_text())  # doctest: +ELLIPSIS
     /* surrogate.h: ...
     #define SURROGATE_D_IN 3
@@ -208,6 +211,7 @@ def to_c(net: Network, directory: Union[str, "os.PathLike[str]"], name: str = "j
     ...
     int surrogate_forward_jacobian(long n, const double *x, double *y, double *J);
     ...
+    >>> shutil.rmtree(folder)
     """
     if not isinstance(name, str):
         raise TypeError(f"to_c: name must be a string; got {type(name).__name__}.")

@@ -17,6 +17,7 @@ without the Jacobian falls back on) it crawls.
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -96,11 +97,12 @@ print(f"test: max |stress error| {np.abs(S_net - S_test).max():.1e}, "
 # Export to C
 # -----------
 #
-# ``to_c`` writes ``material.h`` and ``material.c`` into the working directory.
-# The header declares the widths and one function, which fills the stress and
-# the tangent for ``n`` strain states:
+# ``to_c`` writes ``material.h`` and ``material.c`` into a directory (a
+# temporary one here). The header declares the widths and one function, which
+# fills the stress and the tangent for ``n`` strain states:
 
-header, source = to_c(net, ".", name="material")
+folder = tempfile.mkdtemp(prefix="jacobian_np_material_")
+header, source = to_c(net, folder, name="material")
 print("".join(line for line in Path(header).read_text().splitlines(keepends=True)
               if "_D_" in line or "forward_jacobian(" in line))
 
@@ -180,11 +182,11 @@ int main(void)
 
 compiler = shutil.which("cc")
 if compiler is not None:
-    with open("main.c", "w") as file:
-        file.write(PROGRAM)
-    subprocess.run([compiler, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-o", "newton",
-                    "main.c", source, "-lm"], check=True)
-    output = subprocess.run([os.path.join(".", "newton")], capture_output=True, text=True, check=True).stdout
+    program, executable = os.path.join(folder, "main.c"), os.path.join(folder, "newton")
+    Path(program).write_text(PROGRAM)
+    subprocess.run([compiler, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-o", executable,
+                    program, source, "-lm"], check=True)
+    output = subprocess.run([executable], capture_output=True, text=True, check=True).stdout
     lines = [line.split() for line in output.splitlines()]
     history = {label: [float(r) for tag, _, r in (x for x in lines if len(x) == 3) if tag == label]
                for label in ("newton", "fixed")}
@@ -203,6 +205,7 @@ else:  # no C compiler here: the same iterations in Python, with forward_backwar
                 break
             strain = strain + np.linalg.solve(C if label == "newton" else C0, target - s)
     stress_c, tangent_c = net.forward_backward(strain)
+shutil.rmtree(folder)
 
 stress_py, tangent_py = net.forward_backward(strain)
 print(f"Newton with the exported tangent: {len(history['newton']) - 1} iterations; "
