@@ -294,6 +294,12 @@ def test_user_defined_layers_are_refused_by_name(tmp_path, rng, exporter):
         export(Network([Affine(W), Cube()]))
     with pytest.raises(TypeError, match=r"layer 1 \(ScaledTanh\) is a subclass of Tanh, which may change"):
         export(Network([Affine(W), ScaledTanh()]))
+    nested = Network([Affine(W), jn.Residual(Network([Affine(np.eye(4)), Cube()]), scale=0.5)])
+    with pytest.raises(TypeError, match=r"layer 1 > block > layer 1 \(Cube\) is a user-defined layer"):
+        export(nested)
+    branches = Network([Affine(W), jn.Parallel([Affine(np.eye(4)), Network([ScaledTanh()])])])
+    with pytest.raises(TypeError, match=r"layer 1 > branch 1 > layer 0 \(ScaledTanh\) is a subclass of Tanh"):
+        export(branches)
     with pytest.raises(TypeError, match=rf"{exporter} expects a jacobian_np Network \(or Layer\); got list"):
         export([Affine(W)])
     with pytest.raises(ValueError, match="no fixed input width"):
