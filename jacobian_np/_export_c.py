@@ -451,6 +451,10 @@ class CWriter(LayerWalk[_Value]):
             ]
         )
 
+    def stack_bytes(self) -> int:
+        """The bytes of the function's buffers: every slot's value and Jacobian, and the scratch vector."""
+        return 8 * (sum(w * (1 + self.d_in) for w in self.slots) + self.scratch)
+
     def helper_source(self) -> str:
         parts = []
         for name in self.helpers:
@@ -499,6 +503,8 @@ def generate(net: Any, name: str) -> tuple[str, str]:
             "",
             f"#define {macro}_D_IN {network.d_in}",
             f"#define {macro}_D_OUT {network.d_out}",
+            "/* the stack the function's buffers take, in bytes (no other memory is allocated) */",
+            f"#define {macro}_STACK_BYTES {writer.stack_bytes()}",
             "",
             "#ifdef __cplusplus",
             'extern "C" {',

@@ -176,6 +176,7 @@ def to_c(net: Network, directory: Union[str, "os.PathLike[str]"], name: str = "j
 
         #define NAME_D_IN  d_in
         #define NAME_D_OUT d_out
+        #define NAME_STACK_BYTES ...  /* the bytes of its stack buffers */
         int name_forward_jacobian(long n, const double *x, double *y, double *J);
 
     which reads ``n`` points ``x`` (row-major, ``n x d_in``) and writes ``y``

@@ -172,6 +172,8 @@ def test_c_header_declares_the_function_and_widths(tmp_path, rng):
     assert (header, source) == (str(tmp_path / "model_7.h"), str(tmp_path / "model_7.c"))
     text = Path(header).read_text()
     assert "#define MODEL_7_D_IN 3\n" in text and "#define MODEL_7_D_OUT 2\n" in text
+    # a chain of width 5 from 3 inputs: two slots of 5 values and 5 x 3 tangents, and a scratch vector of 5
+    assert f"#define MODEL_7_STACK_BYTES {8 * (2 * 5 * (1 + 3) + 5)}\n" in text
     assert "int model_7_forward_jacobian(long n, const double *x, double *y, double *J);" in text
     code = Path(source).read_text()
     assert "malloc" not in code and "#include <stdlib.h>" not in code
