@@ -400,6 +400,9 @@ def _unique(arrays: list[Array]) -> list[Array]:
 
 def _merge(children: tuple[Layer, ...], grads: list[list[Array]]) -> list[Array]:
     """Each child's gradients (aligned with its ``params``) summed onto the unique arrays."""
+    keys = [id(p) for child in children for p in child.params]
+    if len(set(keys)) == len(keys):  # nothing shared: the gradients in order
+        return [g for child_grads in grads for g in child_grads]
     totals: dict[int, Array] = {}
     order: list[int] = []
     for child, child_grads in zip(children, grads):
