@@ -138,8 +138,12 @@ class Chain(Composite):
 def require(layer: Any, rules: tuple[str, ...], what: str, hint: str = "") -> None:
     """Raise ``NotImplementedError`` naming every part of ``layer`` that lacks one of ``rules``.
 
-    The one capability check of the entry points, with one message format.
+    The one capability check of the entry points, with one message format.  A
+    layer's rules are fixed once it exists, so a check that passed is remembered.
     """
+    passed = layer.__dict__.setdefault("_passed_checks", set())
+    if rules in passed:
+        return
     missing: dict[str, list[str]] = {}
     for rule in rules:
         for name in layer.lacking(rule):
@@ -148,6 +152,7 @@ def require(layer: Any, rules: tuple[str, ...], what: str, hint: str = "") -> No
         detail = "; ".join(f"{name} lacks {', '.join(lacks)}" for name, lacks in missing.items())
         needs = ", ".join(f"Layer.{rule}" for rule in rules)
         raise NotImplementedError(f"{what} needs {needs}: {detail}.{' ' + hint if hint else ''}")
+    passed.add(rules)
 
 
 def chain_widths(layers: tuple[Layer, ...]) -> tuple[Optional[int], Optional[int]]:

@@ -83,15 +83,17 @@ class SecondOrderMethods:
         x = self._second_order_input(x, "hessian")
         d = x.shape[-1]
         first, second = _upper_pairs(d)
-        seed = _unit_rows(x, range(d))
-        (S,) = self._batched(
-            lambda part: (self._second_tangents(part, seed, (first, second) if d > 1 else None, False),),
-            x, chunk_size, d + len(first), "Network.hessian",
-        )
+        unit_rows = _unit_rows(x, range(d))
         where = np.empty((d, d), dtype=np.intp)  # which pair holds H[k, l]
         where[first, second] = where[second, first] = np.arange(len(first))
-        H = np.take(S, where.ravel(), axis=-2)  # (*batch, d * d, d_out)
-        return np.ascontiguousarray(np.swapaxes(H, -1, -2)).reshape(S.shape[:-2] + (S.shape[-1], d, d))
+
+        def compute(part: Array) -> tuple[Array]:
+            S = self._second_tangents(part, unit_rows, (first, second) if d > 1 else None, False)
+            H = np.take(S, where.ravel(), axis=-2)  # (*batch, d * d, d_out)
+            return (np.ascontiguousarray(np.swapaxes(H, -1, -2)).reshape(S.shape[:-2] + (S.shape[-1], d, d)),)
+
+        # per sample: d tangents and d (d + 1) / 2 second tangents, then the d * d entries twice
+        return self._batched(compute, x, chunk_size, d + len(first) + 2 * d * d, "Network.hessian")[0]
 
     def laplacian(
         self,

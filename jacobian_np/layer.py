@@ -483,20 +483,19 @@ class Elementwise(Layer):
 
     @fused("backward")
     def pull(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
-        d = self.diagonal(cache)
-        if isinstance(block, Eye):
-            return Diag(d, cache[0]), True
-        if isinstance(block, Diag):
-            return Diag(block.d * d, cache[0]), True
-        return _scaled(block, d, owned), True
+        return self._scale_block(block, cache, owned, cache[0])  # the block moves to the input x
 
     @fused("tangent")
     def push(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
+        return self._scale_block(block, cache, owned, cache[1])  # the block moves to the output y
+
+    def _scale_block(self, block: Block, cache: Cache, owned: bool, at: Array) -> tuple[Block, bool]:
+        """``diag(f') block`` (a diagonal Jacobian is its own transpose), symbolic when ``block`` is."""
         d = self.diagonal(cache)
         if isinstance(block, Eye):
-            return Diag(d, cache[1]), True
+            return Diag(d, at), True
         if isinstance(block, Diag):
-            return Diag(block.d * d, cache[1]), True
+            return Diag(block.d * d, at), True
         return _scaled(block, d, owned), True
 
     @fused("tangent", "curvature")

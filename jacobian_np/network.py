@@ -107,6 +107,7 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
         self._forward_stop = len(self.layers)
         while self._forward_stop > 1 and self.layers[self._forward_stop - 1].constant_jacobian:
             self._forward_stop -= 1
+        self._footprints: dict[int, tuple[int, int, int]] = {}
         costs = mode_costs(self.layers, self.d_in)
         forward, reverse = costs["forward"], costs["reverse"]
         self._auto_mode = "forward" if forward is not None and reverse is not None and forward < reverse else "reverse"
@@ -192,7 +193,10 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
         """Bytes of intermediates per sample: about two live blocks of ``rows`` rows of the
         widest layer (the input and output of a matrix product; activations scale
         blocks in place), plus the forward caches."""
-        _, widest, kept = self.footprint(x.shape[-1])
+        width = x.shape[-1]
+        if width not in self._footprints:  # the layers are fixed: once per input width
+            self._footprints[width] = self.footprint(width)
+        _, widest, kept = self._footprints[width]
         return x.itemsize * (2 * rows * widest + 2 * kept)
 
     def __repr__(self) -> str:
