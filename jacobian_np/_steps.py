@@ -112,7 +112,10 @@ class LayerSteps:
     param_grad: Callable[..., Any]
     tangent_param_grad: Callable[..., Any]
     jacobian: Callable[..., Any]
-    params: list
+
+    @property
+    def params(self) -> list[Array]:
+        return []
 
     def forward_with_cache(self, x: Array) -> tuple[Array, Cache]:
         """``(y, cache)``: what every pass calls; a :class:`~jacobian_np.Network` overrides it

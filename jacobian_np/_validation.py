@@ -19,9 +19,10 @@ def as_float_array(a: Any, name: str) -> Array:
     """Return ``a`` as a real floating-point array, converting integers and booleans to float64.
 
     Floating dtypes are kept (float32 stays float32).  The result may share memory with
-    ``a``: callers never write into it.
+    ``a``: callers never write into it.  A PyTorch tensor is read detached from
+    autograd (and copied from its device), so one that requires grad is accepted.
     """
-    arr = np.asarray(a)
+    arr = np.asarray(_readable(a, name))
     kind = arr.dtype.kind
     if kind == "f":
         return arr
@@ -33,6 +34,18 @@ def as_float_array(a: Any, name: str) -> Array:
             "Pass the real part (np.real) or split real and imaginary parts into separate inputs."
         )
     raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}.")
+
+
+def _readable(a: Any, name: str) -> Any:
+    """``a``, or a PyTorch tensor detached and on the CPU; torch itself is never imported here."""
+    if type(a).__module__.split(".")[0] != "torch" or not hasattr(a, "detach"):
+        return a
+    if getattr(a, "is_meta", False):
+        raise ValueError(
+            f"{name} is a PyTorch tensor on the meta device, which has a shape but no values; "
+            "pass a tensor holding values (or a NumPy array)."
+        )
+    return a.detach().cpu()
 
 
 def as_input(x: Any, d_in: Optional[int], owner: str) -> Array:
@@ -133,7 +146,7 @@ def method_and_samples(method: Any, samples: Any, owner: str) -> tuple[str, int]
     return method, int(samples)
 
 
-def hutchinson_directions(x: Array, samples: int, dims: Any, seed: Any) -> Array:
+def hutchinson_directions(x: Array, samples: int, dims: Any, seed: Any) -> np.ndarray:
     """Rademacher directions ``(*batch, samples, d_in)``: +-1 on ``dims``, 0 elsewhere.
 
     Drawn whole with ``numpy.random.default_rng(seed)`` (as int8, converted chunk by
