@@ -79,8 +79,22 @@ def as_finite_real(value: Any, name: str, owner: str) -> float:
     float keeps float32 inputs float32 under NumPy's promotion rules.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner} {name} must be a real number; got {type(value).__name__} {value!r}.")
-    result = float(value)
+        raise TypeError(f"{owner} {name} must be a real number; got {type(value).__name__} {_short_repr(value)}.")
+    try:
+        result = float(value)
+    except OverflowError:  # an int (or Fraction) beyond the float range, such as 10**400
+        raise ValueError(
+            f"{owner} {name} must be finite; got {type(value).__name__} beyond the float range (about ±1.8e308)."
+        ) from None
     if not math.isfinite(result):
         raise ValueError(f"{owner} {name} must be finite; got {result!r}.")
     return result
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, shortened for messages (and safe for huge integers, whose repr may raise)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int too large for str() under Python's digit limit
+        return "<too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
