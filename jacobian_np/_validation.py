@@ -71,6 +71,19 @@ def as_parameter(a: Any, name: str, shape: tuple[Optional[int], ...], owner: str
     return np.array(arr, copy=True)
 
 
+def as_bias(b: Any, width: int, owner: str) -> Array:
+    """Return a private copy of a bias of shape ``(width,)``.
+
+    The row ``(1, width)`` that hand-written code often uses (``b = np.zeros((1, h))``,
+    broadcast over a batch) is accepted and flattened; any other shape raises
+    ``ValueError`` as in :func:`as_parameter`.
+    """
+    arr = np.asarray(b)
+    if arr.shape == (1, width):
+        arr = arr[0]
+    return as_parameter(arr, "b", (width,), owner)
+
+
 def as_finite_real(value: Any, name: str, owner: str) -> float:
     """Return a layer's scalar hyperparameter as a Python float, checking that it is finite.
 
