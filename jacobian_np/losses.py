@@ -32,6 +32,29 @@ def det(J: npt.ArrayLike) -> tuple[Array, Array]:
     the singular value decomposition ``J = U diag(s) V^T`` as
     ``sign * U diag(prod_{j != i} s_j) V^T`` with ``sign = det(U) det(V)``.
 
+    Parameters
+    ----------
+    J : array_like of shape (d, d) or (n, d, d)
+        Per-sample square Jacobians.
+
+    Returns
+    -------
+    value : ndarray of shape () or (n,)
+        ``det J`` per sample.
+    grad : ndarray of the shape of ``J``
+        The cofactor matrix per sample, the gradient of ``value`` with respect to ``J``.
+
+    Raises
+    ------
+    ValueError
+        If ``J`` is not a square matrix or a stack of them.
+
+    Notes
+    -----
+    A sample whose ``J`` holds NaN or infinity (a diverged network) gets NaN in
+    its own value and gradient, without a warning; the other samples are
+    unaffected.
+
     Examples
     --------
     >>> import numpy as np
@@ -45,8 +68,22 @@ def det(J: npt.ArrayLike) -> tuple[Array, Array]:
     True
     """
     J = _square(J, "det")
-    if J.shape[-1] <= 3:
-        return _det_small(J)
+    compute = _det_small if J.shape[-1] <= 3 else _det_svd
+    finite = np.all(np.isfinite(J), axis=(-2, -1))
+    if np.all(finite):
+        return compute(J)
+    # LAPACK's SVD fails (or never returns, for infinity) for a whole batch if one
+    # matrix is not finite, and the closed forms warn (inf - inf): compute the
+    # finite samples only and give the others NaN
+    value = np.full(J.shape[:-2], np.nan, dtype=J.dtype)
+    grad = np.full(J.shape, np.nan, dtype=J.dtype)
+    if np.any(finite):
+        value[finite], grad[finite] = compute(J[finite])
+    return value, grad
+
+
+def _det_svd(J: Array) -> tuple[Array, Array]:
+    """Determinant and cofactor matrix from the SVD, for finite ``J`` of any size."""
     U, s, Vh = np.linalg.svd(J)
     sign = np.linalg.det(U) * np.linalg.det(Vh)  # +-1
     value = sign * np.prod(s, axis=-1)
