@@ -266,6 +266,28 @@ def test_target_problem_evaluates_once_per_point(net):
     assert problem.evaluations == 2
 
 
+def test_target_problem_sees_new_parameters_and_target(net):
+    """The cache is keyed on x and the parameters: set_flat_params must not leave
+    fun(x0) returning the old residual."""
+    problem = TargetProblem(net, np.zeros(2))
+    x0 = np.array([0.1, 0.2])
+    r_old, J_old = problem.fun(x0), problem.jac(x0)
+    net.set_flat_params(1.5 * net.get_flat_params())
+    y, J = net.forward_backward(x0)
+    assert not np.allclose(y, r_old)
+    np.testing.assert_array_equal(problem.fun(x0), y)
+    np.testing.assert_array_equal(problem.jac(x0), J)
+    assert problem.evaluations == 2
+    net.params[0][0, 0] += 1.0  # an in-place update of one weight
+    y, J = net.forward_backward(x0)
+    np.testing.assert_array_equal(problem.fun_and_jac(x0)[1], y @ J)
+    assert problem.evaluations == 3
+    problem.target[...] = 1.0  # the residual follows the target without an evaluation
+    np.testing.assert_array_equal(problem.fun(x0), y - 1.0)
+    assert problem.evaluations == 3
+    assert not np.array_equal(J_old, J)
+
+
 def test_target_problem_errors(net):
     with pytest.raises(ValueError, match=r"TargetProblem expects target of shape \(2,\); got shape \(3,\)"):
         TargetProblem(net, np.zeros(3))
