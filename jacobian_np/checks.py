@@ -311,6 +311,11 @@ class CheckResult:
     comparisons : tuple of Comparison
         Each analytic quantity and its reference.
 
+    See Also
+    --------
+    Comparison : one analytic quantity against its reference.
+    check_layer, check_network, check_param_grads : the checks that return it.
+
     Examples
     --------
     A sigmoid whose derivative is 1% too large:

@@ -49,6 +49,12 @@ def det(J: npt.ArrayLike) -> tuple[Array, Array]:
     ValueError
         If ``J`` is not a square matrix or a stack of them.
 
+    See Also
+    --------
+    log_abs_det : ``log |det J|``, for volume changes of flows.
+    jacobian_np.Network.jacobian_param_grad : chains ``grad`` to the weights.
+    numpy.linalg.det, numpy.linalg.svd
+
     Notes
     -----
     A sample whose ``J`` holds NaN or infinity (a diverged network) gets NaN in
@@ -101,10 +107,29 @@ def log_abs_det(J: npt.ArrayLike) -> tuple[Array, Array]:
     Sign-safe: ``numpy.linalg.slogdet`` gives ``log |det J|`` whatever the sign of
     the determinant, without overflow for large ``d``.
 
+    Parameters
+    ----------
+    J : array_like of shape (d, d) or (n, d, d)
+        Per-sample square Jacobians.
+
+    Returns
+    -------
+    value : ndarray of shape () or (n,)
+        ``log |det J|`` per sample.
+    grad : ndarray of the shape of ``J``
+        ``J^{-T}`` per sample.
+
     Raises
     ------
     ValueError
-        If some ``J`` is singular (``log |det J|`` is ``-inf`` there).
+        If some ``J`` is singular (``log |det J|`` is ``-inf`` there), or ``J`` is
+        not a square matrix or a stack of them.
+
+    See Also
+    --------
+    det : ``det J`` itself, defined for singular ``J`` too.
+    jacobian_np.Network.jacobian_param_grad : chains ``grad`` to the weights.
+    numpy.linalg.slogdet
 
     Examples
     --------
@@ -132,6 +157,28 @@ def frobenius_squared(J: npt.ArrayLike) -> tuple[Array, Array]:
 
     ``J`` need not be square.  A common Jacobian penalty (contractive
     autoencoders, smoothness regularisation).
+
+    Parameters
+    ----------
+    J : array_like of shape (d_out, d_in) or (n, d_out, d_in)
+        Per-sample Jacobians.
+
+    Returns
+    -------
+    value : ndarray of shape () or (n,)
+        ``sum_jk J_jk**2`` per sample.
+    grad : ndarray of the shape of ``J``
+        ``2 J``.
+
+    Raises
+    ------
+    ValueError
+        If ``J`` has fewer than two axes.
+
+    See Also
+    --------
+    det, log_abs_det : losses of square Jacobians.
+    jacobian_np.Network.jacobian_param_grad : chains ``grad`` to the weights.
 
     Examples
     --------

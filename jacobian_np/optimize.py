@@ -36,7 +36,7 @@ class TargetProblem:
     See Also
     --------
     scipy.optimize.least_squares, scipy.optimize.minimize
-    Network.forward_backward : what each evaluation computes.
+    jacobian_np.Network.forward_backward : what each evaluation computes.
 
     Notes
     -----
