@@ -13,7 +13,7 @@ reference ``J_fd`` when
 ``rtol`` defaults to ``1e-6`` when the check runs in float64 and ``1e-3`` in
 float32 (the coarser of the input and output dtypes decides).  ``atol`` defaults,
 per comparison, to ``rtol * max|J_fd|`` plus a bound on the rounding error of the
-central differences, ``10 * eps * max|f| / h`` (``eps`` the machine epsilon,
+central differences, ``3 * eps * max|f| / h`` (``eps`` the machine epsilon,
 ``h`` the smallest step): an entry is judged against the size of the largest
 one, so the verdict does not depend on the units of the inputs and outputs, and
 entries that are zero up to rounding (a saturated ``tanh``) pass.  Central
@@ -21,6 +21,13 @@ differences with the default step are accurate to about ``1e-10`` of the largest
 entry in float64 and ``5e-5`` in float32, so both defaults have a wide margin
 while still catching a derivative that is off by 1% or transposed.  An explicit
 ``atol`` is used as given.
+
+A comparison whose default tolerance would let an error of 1% at its largest
+entry pass (the finite differences are swamped by rounding: saturated units, or
+outputs huge against their derivatives) fails as *inconclusive*, with a message
+saying so, instead of passing; pass ``atol`` to accept the coarser resolution.
+Relative errors are reported relative to the largest entry of the reference, so
+an entry that is zero up to rounding never makes them infinite.
 """
 
 from __future__ import annotations
@@ -479,7 +486,7 @@ def check_layer(
         Tolerances of the rule ``|J - J_fd| <= atol + rtol * |J_fd|``.  ``rtol``
         defaults to ``1e-6`` in float64 and ``1e-3`` in float32; ``atol``, per
         comparison, to ``rtol * max|J_fd|`` plus the rounding error of the finite
-        differences (see :mod:`jacobian_np.checks`).
+        differences (see Notes).
     dtype : dtype, default float64
         Precision of the check: finite differences need double precision, but
         float32 works with its own tolerances.
@@ -508,6 +515,15 @@ def check_layer(
     check_network : the same for a whole network, in every mode.
     check_param_grads : gradients with respect to the parameters.
     numerical_jacobian : the central differences used as the reference.
+
+    Notes
+    -----
+    An entry passes when ``|J - J_fd| <= atol + rtol * |J_fd|``.  By default
+    ``atol = rtol * max|J_fd| + 3 * eps * max|f| / h``: relative to the largest
+    entry, plus the rounding error of central differences with the smallest step
+    ``h`` (``eps`` the machine epsilon of the check's dtype).  A comparison whose
+    default tolerance would let a 1% error at its largest entry pass fails as
+    inconclusive instead of passing: the finite differences cannot tell there.
 
     Examples
     --------
