@@ -111,3 +111,68 @@ def _short_repr(value: Any, limit: int = 60) -> str:
     except ValueError:  # int too large for str() under Python's digit limit
         return "<too large to print>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def direction(v: Any, shape: tuple[int, ...], owner: str, name: str, broadcast: bool = True) -> Array:
+    """``v`` of the given shape, or (``broadcast``) of its last axis alone broadcast over a batch."""
+    v = as_float_array(v, name)
+    if v.shape == shape:
+        return v
+    if broadcast and len(shape) == 2 and v.shape == shape[1:]:
+        return np.broadcast_to(v, shape)
+    expected = f"{shape}" + (f" or ({shape[1]},)" if broadcast and len(shape) == 2 else "")
+    raise ValueError(f"{owner} expects {name} of shape {expected}; got shape {v.shape}.")
+
+
+def input_dims(dims: Any, d_in: int, owner: str) -> list[int]:
+    """The input indices ``dims`` (all ``d_in`` of them when ``None``), checked."""
+    if dims is None:
+        return list(range(d_in))
+    if isinstance(dims, (str, bytes)) or np.ndim(dims) != 1:
+        raise TypeError(f"{owner} expects dims to be a sequence of input indices; got {dims!r}.")
+    values = list(dims)
+    if not values:
+        raise ValueError(f"{owner} expects dims to name at least one input; got an empty sequence.")
+    for k in values:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"{owner} expects dims of integers; got {k!r} in {values!r}.")
+        if not 0 <= k < d_in:
+            raise ValueError(f"{owner} expects dims in the range 0 to {d_in - 1} (d_in = {d_in}); got {k}.")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{owner} expects dims without repeats; got {values!r}.")
+    return [int(k) for k in values]
+
+
+def method_and_samples(method: Any, samples: Any, owner: str) -> tuple[str, int]:
+    """Check an estimator choice: ``("exact", 0)`` or ``("hutchinson", samples)``."""
+    if method not in ("exact", "hutchinson"):
+        raise ValueError(f"{owner} expects method 'exact' or 'hutchinson'; got {method!r}.")
+    if method == "exact":
+        if samples is not None:
+            raise ValueError(f"{owner}: samples applies to method='hutchinson' only; got samples={samples!r}.")
+        return method, 0
+    if samples is None:
+        raise ValueError(f"{owner}: method='hutchinson' needs samples, the number of random directions.")
+    if isinstance(samples, (bool, np.bool_)) or not isinstance(samples, (int, np.integer)):
+        raise TypeError(f"{owner} expects samples to be a positive integer; got {samples!r}.")
+    if samples < 1:
+        raise ValueError(f"{owner} expects samples to be a positive integer; got {samples!r}.")
+    return method, int(samples)
+
+
+def hutchinson_directions(x: Array, samples: int, dims: Any, seed: Any) -> np.ndarray:
+    """Rademacher directions ``(*batch, samples, d_in)``: +-1 on ``dims``, 0 elsewhere.
+
+    Drawn whole with ``numpy.random.default_rng(seed)`` (as int8, converted chunk by
+    chunk), so the estimate does not depend on the chunk size.
+    """
+    rng = np.random.default_rng(seed)
+    dims = list(dims)
+    signs = rng.integers(0, 2, size=x.shape[:-1] + (samples, len(dims)), dtype=np.int8)
+    signs *= 2
+    signs -= 1
+    if len(dims) == x.shape[-1] and dims == list(range(len(dims))):
+        return signs
+    V = np.zeros(x.shape[:-1] + (samples, x.shape[-1]), dtype=np.int8)
+    V[..., dims] = signs
+    return V

@@ -21,7 +21,9 @@ from scipy.special import expit, ndtr
 
 from ._typing import Array, Cache
 from ._validation import as_finite_real
-from .layer import Elementwise, Layer, _diagonal, returns_new
+from ._blocks import diagonal_view
+from ._steps import fused
+from .layer import Elementwise, Layer
 
 
 class ReLU(Elementwise):
@@ -96,6 +98,7 @@ class Sigmoid(Elementwise):
     def fsecond(self, x: Array, y: Array) -> Array:
         return self._fsecond_from(self.fprime(x, y), x)
 
+    @fused("fprime", "fsecond")
     def fprimes(self, x: Array, y: Array) -> tuple[Array, Array]:
         d = self.fprime(x, y)
         return d, self._fsecond_from(d, x)
@@ -150,6 +153,7 @@ class Tanh(Elementwise):
     def fsecond(self, x: Array, y: Array) -> Array:
         return self._fsecond_from(self.fprime(x, y), y)
 
+    @fused("fprime", "fsecond")
     def fprimes(self, x: Array, y: Array) -> tuple[Array, Array]:
         d = self.fprime(x, y)
         return d, self._fsecond_from(d, y)
@@ -194,14 +198,12 @@ class Softmax(Layer):
         s /= s.sum(axis=-1, keepdims=True)
         return s, s
 
-    @returns_new
     def backward(self, dy: Array, cache: Cache) -> Array:
         s = cache[..., None, :]
         dx = dy * s
         dx -= s * dx.sum(axis=-1, keepdims=True)
         return dx
 
-    @returns_new
     def tangent(self, dx: Array, cache: Cache) -> Array:
         return self.backward(dx, cache)
 
@@ -220,10 +222,11 @@ class Softmax(Layer):
         q -= q.sum(axis=-1, keepdims=True) * s
         return q.sum(axis=-2)
 
+    @fused("backward")
     def jacobian(self, y: Array, cache: Cache) -> Array:
         s = cache
         J = s[..., :, None] * -s[..., None, :]
-        _diagonal(J)[...] += s
+        diagonal_view(J)[...] += s
         return J
 
 
@@ -284,13 +287,11 @@ class LogSoftmax(Layer):
         y -= np.log1p(rest)
         return y, s
 
-    @returns_new
     def backward(self, dy: Array, cache: Cache) -> Array:
         dx = dy.sum(axis=-1, keepdims=True) * cache[..., None, :]
         np.subtract(dy, dx, out=dx)
         return dx
 
-    @returns_new
     def tangent(self, dx: Array, cache: Cache) -> Array:
         dy = dx * cache[..., None, :]
         np.subtract(dx, dy.sum(axis=-1, keepdims=True), out=dy)
@@ -313,6 +314,7 @@ class LogSoftmax(Layer):
         q -= q.sum(axis=-1, keepdims=True) * s
         return q.sum(axis=-2)
 
+    @fused("backward")
     def jacobian(self, y: Array, cache: Cache) -> Array:
         s = cache
         return np.eye(s.shape[-1], dtype=s.dtype) - s[..., None, :]

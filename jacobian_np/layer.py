@@ -1,32 +1,29 @@
 """The layer protocol and the shared base of elementwise activations.
 
-See ``docs/conventions.md`` for the shapes and ``docs/adding_a_layer.md`` for a
-worked example of a user layer.
+A layer's derivative rules live in its class, side by side with its function.
+The engine calls them through the steps of :mod:`jacobian_np._steps`, whose
+generic defaults are built from these rules.  See ``docs/conventions.md`` for the
+shapes and ``docs/adding_a_layer.md`` for a worked example of a user layer.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import numpy as np
 
+from ._blocks import Block, Diag, Eye, diag_embed
+from ._steps import LayerSteps, Pairs, drop_stale_fast_paths, fused, optional, pair_rows
 from ._typing import Array, Cache
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: Rules that only a layer with parameters needs.
+_PARAMETER_RULES = ("param_grad", "tangent_param_grad")
+#: Rules that only a layer whose Jacobian depends on its input needs.
+_CURVATURE_RULES = ("curvature", "tangent_grad")
 
 
-def returns_new(method: F) -> F:
-    """Mark a built-in ``backward`` or ``tangent`` as returning a newly allocated array.
-
-    :class:`~jacobian_np.Network` may then update that array in place.  An
-    overriding method is not marked unless it is decorated too.
-    """
-    method.returns_new = True  # type: ignore[attr-defined]
-    return method
-
-
-class Layer(abc.ABC):
+class Layer(LayerSteps, abc.ABC):
     """A differentiable map applied to the last axis of its input.
 
     A subclass implements :meth:`forward` and :meth:`backward`; everything else has a
@@ -127,7 +124,8 @@ class Layer(abc.ABC):
 
         This seeds a backward pass without multiplying by an identity matrix.  The
         default propagates an identity seed through :meth:`backward`; layers override
-        it with a direct formula when they have one.
+        it with a direct formula when they have one (marked ``@fused("backward")``, so
+        that a subclass overriding ``backward`` gets the default back).
 
         Parameters
         ----------
@@ -154,6 +152,7 @@ class Layer(abc.ABC):
         seed = np.broadcast_to(np.eye(width, dtype=y.dtype), y.shape[:-1] + (width, width))
         return self.backward(seed, cache)
 
+    @optional
     def tangent(self, dx: Array, cache: Cache) -> Array:
         """Push a block of tangents through the layer (forward mode).
 
@@ -188,6 +187,7 @@ class Layer(abc.ABC):
             f"{type(self).__name__} does not implement tangent(dx, cache), which forward mode needs."
         )
 
+    @optional
     def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
         """Second directional derivatives of the layer, for pairs of directions.
 
@@ -222,6 +222,7 @@ class Layer(abc.ABC):
             "which second-order derivatives need."
         )
 
+    @optional
     def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
         """Gradient with respect to the layer's input of ``sum_k <w_k, J u_k>``.
 
@@ -268,6 +269,7 @@ class Layer(abc.ABC):
         """
         return []
 
+    @optional
     def param_grad(self, dy: Array, cache: Cache) -> list[Array]:
         """Gradient of ``sum(dy * y)`` with respect to each of :attr:`params`.
 
@@ -278,6 +280,7 @@ class Layer(abc.ABC):
             f"{type(self).__name__} has parameters but does not implement param_grad(dy, cache)."
         )
 
+    @optional
     def tangent_param_grad(self, dT: Array, T: Array, cache: Cache) -> list[Array]:
         """Gradient of ``sum(dT * tangent(T))`` with respect to each of :attr:`params`.
 
@@ -306,6 +309,62 @@ class Layer(abc.ABC):
         """
         return rows * max(width_in, width_out)
 
+    def footprint(self, width_in: int) -> tuple[int, int, int]:
+        """``(width_out, widest, kept)``: the output width, the widest block the layer
+        handles and the values its cache keeps, per sample, for input width ``width_in``.
+
+        Chunking sizes batches from these (:func:`~jacobian_np.set_memory_budget`).
+        The default fits layers that keep their output (their input is the previous
+        layer's output); composite layers add up their children.
+        """
+        width_out = width_in if self.d_out is None else self.d_out
+        return width_out, max(width_in, width_out), width_out
+
+    def supports(self, rule: str) -> bool:
+        """Whether the layer can do what ``rule`` needs (``"tangent"``, ``"curvature"``, ...).
+
+        The one capability check of the package: passes and checks ask it before
+        they start, and :meth:`lacking` names the layers that cannot.
+
+        Examples
+        --------
+        >>> from jacobian_np import Layer, Tanh
+        >>> Tanh().supports("tangent"), Tanh().supports("curvature")
+        (True, True)
+        >>> class Scale(Layer):
+        ...     def forward(self, x):
+        ...         return 2 * x, None
+        ...     def backward(self, dy, cache):
+        ...         return 2 * dy
+        >>> Scale().supports("tangent")
+        False
+        """
+        return not self.lacking(rule)
+
+    def lacking(self, rule: str) -> list[str]:
+        """Names of the layers (this one, or for a composite its parts) that lack ``rule``.
+
+        A rule whose default raises is lacking while the class inherits that
+        default; ``param_grad`` and ``tangent_param_grad`` are needed only by layers
+        with parameters, ``curvature`` and ``tangent_grad`` only by layers whose
+        Jacobian is not constant.
+        """
+        if rule in _PARAMETER_RULES and not self.params:
+            return []
+        if rule in _CURVATURE_RULES and self.constant_jacobian:
+            return []
+        method = getattr(type(self), rule, None)
+        if method is None or getattr(method, "missing", False):
+            return [type(self).__name__]
+        return []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        drop_stale_fast_paths(cls)
+        step = cls.forward_with_cache
+        if step is LayerSteps.forward_with_cache or any(step is vars(k).get("forward") for k in cls.__mro__[1:]):
+            cls.forward_with_cache = cls.forward  # type: ignore[method-assign,assignment]  # one call less per layer
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -326,10 +385,10 @@ class Elementwise(Layer):
     ``tangent`` (forward mode) is the same because the Jacobian is diagonal,
     ``curvature`` (second order) is ``u * v * f''(x)[..., None, :]``,
     ``jacobian`` places ``f'(x)`` on a diagonal and ``diagonal`` returns ``f'(x)``.
-    The width is unchanged.  :class:`~jacobian_np.Network` applies these layers
-    through ``diagonal``, as a scaling of the block it carries (in place when it
-    can), so a subclass defines its derivative through ``fprime``; overriding
-    ``backward`` or ``tangent`` does not change what a network computes.
+    The width is unchanged.  Passes apply these layers as a scaling of the block
+    they carry (in place when they can); a subclass that overrides ``backward``,
+    ``tangent``, ``curvature`` or ``tangent_grad`` loses that fast path, so its
+    override is what every method of :class:`~jacobian_np.Network` computes.
 
     Examples
     --------
@@ -354,6 +413,7 @@ class Elementwise(Layer):
     def fprime(self, x: Array, y: Array) -> Array:
         """The derivative ``f'(x)`` elementwise; ``y`` is ``f(x)``."""
 
+    @optional
     def fsecond(self, x: Array, y: Array) -> Array:
         """The second derivative ``f''(x)`` elementwise; ``y`` is ``f(x)``.
 
@@ -368,45 +428,20 @@ class Elementwise(Layer):
         """``(f'(x), f''(x))`` together, for second-order passes.
 
         The default calls :meth:`fprime` and :meth:`fsecond`; activations whose
-        ``f''`` is built on ``f'`` override it to compute ``f'`` once.  A subclass
-        that overrides ``fprime`` or ``fsecond`` but not ``fprimes`` gets this
-        default back, so the shortcut of a parent class cannot disagree with it.
+        ``f''`` is built on ``f'`` override it, marked ``@fused("fprime", "fsecond")``,
+        to compute ``f'`` once; a subclass that overrides ``fprime`` or ``fsecond``
+        gets this default back, so the shortcut cannot disagree with it.
         """
         return self.fprime(x, y), self.fsecond(x, y)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if ("fprime" in vars(cls) or "fsecond" in vars(cls)) and "fprimes" not in vars(cls):
-            cls.fprimes = Elementwise.fprimes  # type: ignore[method-assign]
 
     def forward(self, x: Array) -> tuple[Array, Cache]:
         y = self.f(x)
         return y, (x, y)
 
-    def backward(self, dy: Array, cache: Cache) -> Array:
-        return dy * self.fprime(*cache)[..., None, :]
-
-    def tangent(self, dx: Array, cache: Cache) -> Array:
-        return self.backward(dx, cache)  # a diagonal Jacobian is its own transpose
-
-    def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
-        product = u * v
-        product *= self.fsecond(*cache)[..., None, :]
-        return product
-
-    def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
-        grad = (w * u).sum(axis=-2)
-        grad *= self.fsecond(*cache)
-        return grad
-
-    def jacobian(self, y: Array, cache: Cache) -> Array:
-        return _diag_embed(self.diagonal(cache))
-
     def diagonal(self, cache: Cache) -> Array:
         """The diagonal of the Jacobian, ``f'(x)``, of shape ``(*batch, d)``.
 
-        :class:`~jacobian_np.Network` uses it to apply trailing activations as a row
-        scaling instead of a dense diagonal matrix.
+        The first-order rules of the class are built on it.
 
         Examples
         --------
@@ -419,12 +454,87 @@ class Elementwise(Layer):
         x, y = cache
         return self.fprime(x, y)
 
+    def backward(self, dy: Array, cache: Cache) -> Array:
+        return dy * self.diagonal(cache)[..., None, :]
+
+    def tangent(self, dx: Array, cache: Cache) -> Array:
+        return dx * self.diagonal(cache)[..., None, :]  # a diagonal Jacobian is its own transpose
+
+    def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
+        product = u * v
+        product *= self.fsecond(*cache)[..., None, :]
+        return product
+
+    def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
+        grad = (w * u).sum(axis=-2)
+        grad *= self.fsecond(*cache)
+        return grad
+
+    @fused("backward")
+    def jacobian(self, y: Array, cache: Cache) -> Array:
+        return diag_embed(self.diagonal(cache))
+
+    def lacking(self, rule: str) -> list[str]:
+        if rule in _CURVATURE_RULES:  # built on f''
+            rule = "fsecond"
+        return super().lacking(rule)
+
+    # --- fused steps: the Jacobian is diagonal, so a block is scaled (in place when owned)
+
+    @fused("backward")
+    def pull(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
+        d = self.diagonal(cache)
+        if isinstance(block, Eye):
+            return Diag(d, cache[0]), True
+        if isinstance(block, Diag):
+            return Diag(block.d * d, cache[0]), True
+        return _scaled(block, d, owned), True
+
+    @fused("tangent")
+    def push(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
+        d = self.diagonal(cache)
+        if isinstance(block, Eye):
+            return Diag(d, cache[1]), True
+        if isinstance(block, Diag):
+            return Diag(block.d * d, cache[1]), True
+        return _scaled(block, d, owned), True
+
+    @fused("tangent", "curvature")
+    def push_second(
+        self, T: Array, S: Optional[Array], cache: Cache, pairs: Pairs, collapse: bool, tangents: bool
+    ) -> tuple[Optional[Array], Optional[Array]]:
+        # f' and f'' once, for the three products J T, J S and D^2 f[u, v]
+        first, second = (g[..., None, :] for g in self.fprimes(*cache))
+        u, v = pair_rows(T, pairs)
+        bend = (u * v).sum(axis=-2, keepdims=True) if collapse else u * v
+        bend *= second
+        if S is not None:
+            bend += S * first
+        return (T * first if tangents else None), bend
+
+    @fused("tangent", "backward", "tangent_grad")
+    def push_tangents(self, T: Array, cache: Cache) -> tuple[Array, Any]:
+        first, second = self.fprimes(*cache)
+        return T * first[..., None, :], (T, first, second)
+
+    @fused("tangent", "backward", "tangent_grad")
+    def pull_tangents(
+        self, dz: Optional[Array], dT: Array, saved: Any, cache: Cache, need_input: bool
+    ) -> tuple[Optional[Array], Optional[Array], list[Array]]:
+        if not need_input:
+            return None, None, []
+        T_in, first, second = saved  # dz_in = f' dz + f'' sum_k dT_k T_k
+        dz_in = (dT * T_in).sum(axis=-2)
+        dz_in *= second
+        if dz is not None:
+            dz_in += dz * first
+        return dz_in, dT * first[..., None, :], []
+
 
 def implements(layer: Layer, method: str) -> bool:
-    """Whether ``layer`` implements the optional ``method`` (``"tangent"``, ``"curvature"``, ``"fsecond"``).
+    """Whether ``layer`` implements the optional ``method``: ``layer.supports(method)``.
 
-    The optional methods' defaults raise ``NotImplementedError``; a layer implements
-    one when its class overrides that default.
+    Kept for code written before :meth:`Layer.supports`.
 
     Examples
     --------
@@ -433,21 +543,13 @@ def implements(layer: Layer, method: str) -> bool:
     >>> implements(Tanh(), "tangent")
     True
     """
-    if method in ("curvature", "tangent_grad") and isinstance(layer, Elementwise):
-        method = "fsecond"  # Elementwise.curvature and tangent_grad are built on fsecond
-    return getattr(type(layer), method, None) not in _RAISING_DEFAULTS
+    return layer.supports(method)
 
 
-_RAISING_DEFAULTS = {Layer.tangent, Layer.curvature, Layer.tangent_grad, Elementwise.fsecond, None}
-
-
-def _diagonal(J: Array) -> Array:
-    """Writable view of the diagonals of a stack of square matrices ``(*batch, m, m)``."""
-    return np.einsum("...ii->...i", J)
-
-
-def _diag_embed(d: Array) -> Array:
-    """Stack of diagonal matrices: ``(*batch, m)`` to ``(*batch, m, m)``."""
-    out = np.zeros(d.shape + d.shape[-1:], dtype=d.dtype)
-    _diagonal(out)[...] = d
-    return out
+def _scaled(block: Array, d: Array, owned: bool) -> Array:
+    """``block * d[..., None, :]``: in place when the pass owns the block."""
+    d = d[..., None, :]
+    if owned and d.dtype == block.dtype and block.ndim >= d.ndim:
+        block *= d
+        return block
+    return block * d

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from cases import CASE_IDS, LAYER_CASES
+from cases import CASE_IDS, LAYER_CASES, with_dtype
 
 import jacobian_np as jn
 
@@ -36,7 +36,7 @@ def test_layer_inside_network_matches_central_differences(case, rng):
     forward mode); check_network compares both modes with central differences."""
     layer = case.make(rng)
     d = case.sample(rng, ()).shape[-1]
-    d_out = layer.forward(case.sample(rng, ()))[0].shape[-1]
+    d_out = layer.forward_with_cache(case.sample(rng, ()))[0].shape[-1]
     before = jn.Affine(rng.normal(size=(3, d)) * 0.5)
     after = jn.Affine(rng.normal(size=(d_out, 2)))
     x = rng.normal(size=(5, 3))
@@ -52,7 +52,7 @@ def test_layer_inside_network_matches_central_differences(case, rng):
 
 
 def _away_from_relu_kink(net, x, rng):
-    z = net.layers[0].forward(x)[0]
+    z = net.layers[0].forward_with_cache(x)[0]
     kept = x[np.all(np.abs(z) > 0.05, axis=1)]
     assert len(kept), "every sample is near the kink: change the seed"
     return kept
@@ -69,8 +69,8 @@ def test_layer_is_stable_far_out(case, rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with np.errstate(all="raise", under="ignore"):
-            y, cache = layer.forward(x)
-            J = layer.jacobian(y, cache)
+            y, cache = layer.forward_with_cache(x)
+            J = jn.Network([layer]).jacobian(x, mode="reverse")
             dx = layer.backward(np.ones(x.shape[:-1] + (2, y.shape[-1])), cache)
     assert np.all(np.isfinite(y))
     assert np.all(np.isfinite(J))
@@ -79,15 +79,14 @@ def test_layer_is_stable_far_out(case, rng):
 
 @pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
 def test_float32_in_float32_out(case, rng):
-    layer = case.make(rng)
-    if isinstance(layer, jn.Affine):  # weights decide by promotion: use float32 weights
-        layer = jn.Affine(layer.W.astype(np.float32), None if layer.b is None else layer.b.astype(np.float32))
+    layer = with_dtype(case.make(rng), np.float32)  # weights decide by promotion: use float32 weights
     x = case.sample(rng, (3,)).astype(np.float32)
-    y, cache = layer.forward(x)
+    y, cache = layer.forward_with_cache(x)
     dy = np.ones((3, 2, y.shape[-1]), dtype=np.float32)
     assert y.dtype == np.float32
-    assert layer.jacobian(y, cache).dtype == np.float32
     assert layer.backward(dy, cache).dtype == np.float32
+    net = jn.Network([layer])
+    assert net.jacobian(x, mode="reverse").dtype == net.jacobian(x, mode="forward").dtype == np.float32
 
 
 def test_every_exported_layer_has_a_case(rng):
@@ -122,12 +121,11 @@ def test_forward_mode_and_second_derivatives_are_stable_far_out(case, rng):
         x = (1e4 * np.sign(case.sample(rng, (6,)))).astype(dtype)
         x[0], x[1] = 1e4, -1e4
         dx = np.ones(x.shape[:-1] + (2, x.shape[-1]), dtype=dtype)
-        if isinstance(layer, jn.Affine):
-            layer = jn.Affine(layer.W.astype(dtype), None if layer.b is None else layer.b.astype(dtype))
+        layer = with_dtype(layer, dtype)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             with np.errstate(all="raise", under="ignore"):
-                y, cache = layer.forward(x)
+                y, cache = layer.forward_with_cache(x)
                 dy = layer.tangent(dx, cache)
                 second = layer.fsecond(x, y) if isinstance(layer, jn.Elementwise) else dy
         assert np.all(np.isfinite(dy)) and np.all(np.isfinite(second))
@@ -145,6 +143,6 @@ def test_elementwise_derivatives_do_not_overflow_at_the_largest_floats(case, dty
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with np.errstate(all="raise", under="ignore"):
-            y, cache = layer.forward(x)
+            y, cache = layer.forward_with_cache(x)
             d1, d2 = layer.fprime(*cache), layer.fsecond(*cache)
     assert np.all(np.isfinite(d1)) and np.all(np.isfinite(d2))
