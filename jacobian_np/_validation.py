@@ -84,6 +84,19 @@ def as_parameter(a: Any, name: str, shape: tuple[Optional[int], ...], owner: str
     return np.array(arr, copy=True)
 
 
+def as_bias(b: Any, width: int, owner: str) -> Array:
+    """Return a private copy of a bias of shape ``(width,)``.
+
+    The row ``(1, width)`` that hand-written code often uses (``b = np.zeros((1, h))``,
+    broadcast over a batch) is accepted and flattened; any other shape raises
+    ``ValueError`` as in :func:`as_parameter`.
+    """
+    arr = np.asarray(b)
+    if arr.shape == (1, width):
+        arr = arr[0]
+    return as_parameter(arr, "b", (width,), owner)
+
+
 def as_finite_real(value: Any, name: str, owner: str) -> float:
     """Return a layer's scalar hyperparameter as a Python float, checking that it is finite.
 
@@ -92,11 +105,25 @@ def as_finite_real(value: Any, name: str, owner: str) -> float:
     float keeps float32 inputs float32 under NumPy's promotion rules.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner} {name} must be a real number; got {type(value).__name__} {value!r}.")
-    result = float(value)
+        raise TypeError(f"{owner} {name} must be a real number; got {type(value).__name__} {_short_repr(value)}.")
+    try:
+        result = float(value)
+    except OverflowError:  # an int (or Fraction) beyond the float range, such as 10**400
+        raise ValueError(
+            f"{owner} {name} must be finite; got {type(value).__name__} beyond the float range (about ±1.8e308)."
+        ) from None
     if not math.isfinite(result):
         raise ValueError(f"{owner} {name} must be finite; got {result!r}.")
     return result
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, shortened for messages (and safe for huge integers, whose repr may raise)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int too large for str() under Python's digit limit
+        return "<too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def direction(v: Any, shape: tuple[int, ...], owner: str, name: str, broadcast: bool = True) -> Array:
