@@ -221,7 +221,7 @@ class Comparison:
     See Also
     --------
     CheckResult : the comparisons of one check, and its verdict.
-    check_layer, check_network, check_param_grads
+    check_layer, check_network, check_param_grads : the checks that make comparisons.
 
     Examples
     --------
@@ -804,7 +804,7 @@ def check_param_grads(
     See Also
     --------
     check_network : the Jacobian with respect to the inputs.
-    jacobian_np.Network.param_grad, jacobian_np.Network.jacobian_param_grad
+    jacobian_np.Network.param_grad, jacobian_np.Network.jacobian_param_grad : the gradients checked.
 
     Examples
     --------

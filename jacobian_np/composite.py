@@ -31,6 +31,11 @@ class Composite(Layer):
     ``push``, ``push_second``, ``pull_params``, ``push_tangents``,
     ``pull_tangents``) from its children's; the rules of the layer protocol
     follow from them here.
+
+    See Also
+    --------
+    Residual, Parallel, Network : the composites.
+    Layer : the protocol a composite answers for its children.
     """
 
     children: tuple[Layer, ...]
@@ -112,6 +117,12 @@ class Residual(Composite):
         If ``block`` is not a layer or ``scale`` not a real number.
     ValueError
         If the block's widths are known and differ, or ``scale`` is not finite.
+
+    See Also
+    --------
+    Parallel : branches side by side instead of a skip connection.
+    Network : a chain of layers, the usual block.
+    LayerNorm : normalises the input of a pre-norm block.
 
     Notes
     -----
@@ -234,6 +245,11 @@ class Parallel(Composite):
         If a branch is not a layer.
     ValueError
         If there are no branches or their input widths differ.
+
+    See Also
+    --------
+    Residual : a skip connection, ``x + scale * block(x)``, instead.
+    Network : a chain of layers: a branch, or the shared trunk before the heads.
 
     Notes
     -----

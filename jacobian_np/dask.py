@@ -81,6 +81,8 @@ def forward_backward(
     See Also
     --------
     Network.forward_backward : the same for an in-memory batch.
+    jacobian_np.dask.jacobian : ``J`` alone, which skips work only ``y`` needs.
+    jacobian_np.set_memory_budget : sizes the chunks inside each block.
 
     Examples
     --------
@@ -133,6 +135,8 @@ def jacobian(net: Network, X: DaskArray, mode: str = "auto", *, blas_threads: Op
     See Also
     --------
     Network.jacobian : the same for an in-memory batch.
+    jacobian_np.dask.forward_backward : the output too.
+    jacobian_np.dask.jvp, jacobian_np.dask.vjp : one product with ``J`` per sample, far smaller than ``J``.
 
     Examples
     --------
@@ -187,6 +191,7 @@ def hessian(net: Network, X: DaskArray, *, blas_threads: Optional[int] = 1) -> D
     See Also
     --------
     Network.hessian : the same for an in-memory batch.
+    jacobian_np.dask.laplacian : its trace, much smaller and cheaper.
 
     Examples
     --------
@@ -237,6 +242,7 @@ def laplacian(net: Network, X: DaskArray, *, blas_threads: Optional[int] = 1) ->
     See Also
     --------
     Network.laplacian : the same for an in-memory batch.
+    jacobian_np.dask.hessian : every second derivative.
 
     Examples
     --------
@@ -287,6 +293,8 @@ def jvp(net: Network, X: DaskArray, v: Any, *, blas_threads: Optional[int] = 1) 
     See Also
     --------
     Network.jvp : the same for an in-memory batch.
+    jacobian_np.dask.vjp : ``u^T J``, by reverse mode.
+    jacobian_np.dask.jacobian : the whole ``J``.
 
     Examples
     --------
@@ -338,6 +346,8 @@ def vjp(net: Network, X: DaskArray, u: Any, *, blas_threads: Optional[int] = 1) 
     See Also
     --------
     Network.vjp : the same for an in-memory batch.
+    jacobian_np.dask.jvp : ``J v``, by forward mode.
+    jacobian_np.dask.jacobian : the whole ``J``.
 
     Examples
     --------

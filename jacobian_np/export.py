@@ -74,7 +74,10 @@ def to_onnx(net: Network, path: Union[str, "os.PathLike[str]"], laplacian: bool 
 
     See Also
     --------
-    to_c, to_torch, from_onnx
+    from_onnx : the reverse, a network from an ONNX model.
+    to_c : dependency-free C source instead.
+    to_torch : a PyTorch module instead.
+    Network.forward_backward, Network.laplacian : what the model's outputs equal.
 
     Notes
     -----
@@ -168,7 +171,9 @@ def to_c(net: Network, directory: Union[str, "os.PathLike[str]"], name: str = "j
 
     See Also
     --------
-    to_onnx, to_torch
+    to_onnx : for ONNX runtimes, optionally with the Laplacian.
+    to_torch : a PyTorch module instead.
+    Network.forward_backward : what the C function computes.
 
     Notes
     -----
@@ -263,7 +268,9 @@ def to_torch(net: Network) -> Any:
 
     See Also
     --------
-    from_torch, to_onnx, to_c
+    from_torch : the reverse, a network from a PyTorch module.
+    to_onnx, to_c : for ONNX runtimes or plain C instead.
+    save : jacobian_np's own file format.
 
     Examples
     --------

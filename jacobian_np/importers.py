@@ -112,7 +112,9 @@ def from_sklearn(estimator: Any) -> Network:
 
     See Also
     --------
-    from_torch, from_onnx
+    from_torch, from_onnx : the same for PyTorch modules and ONNX models.
+    check_network : compare the imported network's Jacobian with finite differences.
+    save : keep the imported network, with its input statistics, for the command line.
 
     Notes
     -----
@@ -380,7 +382,10 @@ def from_torch(module: Any) -> Network:
 
     See Also
     --------
-    from_sklearn, from_onnx, to_torch
+    to_torch : the reverse, a PyTorch module from a network.
+    from_onnx : for models in other frameworks that export ONNX.
+    from_sklearn : for scikit-learn multilayer perceptrons.
+    check_network : compare the imported network's Jacobian with finite differences.
 
     Notes
     -----
@@ -488,7 +493,10 @@ def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
 
     See Also
     --------
-    from_sklearn, from_torch, to_onnx
+    to_onnx : the reverse, an ONNX model from a network.
+    from_torch, from_sklearn : import from those libraries directly.
+    check_network : compare the imported network's Jacobian with finite differences.
+    load : read jacobian_np's own model files.
 
     Notes
     -----

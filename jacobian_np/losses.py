@@ -53,7 +53,8 @@ def det(J: npt.ArrayLike) -> tuple[Array, Array]:
     --------
     log_abs_det : ``log |det J|``, for volume changes of flows.
     jacobian_np.Network.jacobian_param_grad : chains ``grad`` to the weights.
-    numpy.linalg.det, numpy.linalg.svd
+    numpy.linalg.det : the value alone, without the gradient.
+    numpy.linalg.svd : the decomposition used for ``d >= 4``.
 
     Notes
     -----
@@ -129,7 +130,7 @@ def log_abs_det(J: npt.ArrayLike) -> tuple[Array, Array]:
     --------
     det : ``det J`` itself, defined for singular ``J`` too.
     jacobian_np.Network.jacobian_param_grad : chains ``grad`` to the weights.
-    numpy.linalg.slogdet
+    numpy.linalg.slogdet : the value alone, with its sign, without the gradient.
 
     Examples
     --------

@@ -68,7 +68,10 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
 
     See Also
     --------
+    Residual, Parallel : skip connections and branches, built from networks.
     check_network : compare the Jacobian with finite differences.
+    save, load : keep a network in a file.
+    from_torch, from_sklearn, from_onnx : a network from another library's model.
 
     Notes
     -----
@@ -127,6 +130,7 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
         See Also
         --------
         forward_backward : the output and its Jacobian.
+        jacobian : the Jacobian alone.
 
         Examples
         --------
@@ -167,6 +171,11 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
 
         The live arrays, not copies: writing into them changes the network.  A
         layer (or array) used more than once is listed once.
+
+        See Also
+        --------
+        get_flat_params, set_flat_params : all of them as one 1-D array.
+        param_grad, jacobian_param_grad : gradients aligned with this list.
 
         Examples
         --------

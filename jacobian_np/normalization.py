@@ -36,6 +36,13 @@ class LayerNorm(Layer):
     TypeError
         If ``d`` is not an integer.
 
+    See Also
+    --------
+    Residual : the usual home of a layer normalisation, a pre-norm block.
+    Affine : the dense layer around it.
+    check_layer : compare its derivatives with finite differences, as below.
+    from_torch : imports ``torch.nn.LayerNorm`` over the last axis as this layer.
+
     Notes
     -----
     With ``c = x - mean(x)``, ``r = 1 / sqrt(mean(c**2) + eps)`` and ``h = c r``

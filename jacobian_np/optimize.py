@@ -35,7 +35,7 @@ class TargetProblem:
 
     See Also
     --------
-    scipy.optimize.least_squares, scipy.optimize.minimize
+    scipy.optimize.least_squares, scipy.optimize.minimize : the solvers it is made for.
     jacobian_np.Network.forward_backward : what each evaluation computes.
 
     Notes

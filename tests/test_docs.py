@@ -80,8 +80,81 @@ def test_api_reference_lists_every_public_name():
     assert not sorted(public - listed), "add these to an autosummary table in docs/api.md"
 
 
-@pytest.mark.parametrize("module", ["checks", "losses", "optimize"])
-def test_public_functions_have_see_also(module):
-    module = importlib.import_module(f"jacobian_np.{module}")
-    missing = [name for name, obj in _public_callables(module) if "See Also\n--------" not in (inspect.getdoc(obj) or "")]
-    assert not missing
+#: Public names without a "See Also" section yet, each defined in layer.py,
+#: activations.py or affine.py: those files are being refactored on other
+#: branches, so their sections are added after that merge.  Each entry is a
+#: strict xfail: once a name has its section the test fails until the name is
+#: removed here.  Nothing from any other module belongs in this list.
+SEE_ALSO_PENDING = {
+    "Affine", "ELU", "Elementwise", "GELU", "Identity", "LeakyReLU", "LogSoftmax",
+    "ReLU", "SiLU", "Sigmoid", "Sin", "Softmax", "Softplus", "Tanh", "jacobian_np.layer.implements",
+}
+PENDING_MODULES = {"jacobian_np.layer", "jacobian_np.activations", "jacobian_np.affine"}
+
+#: where the public methods of Network are defined (network.py and its pass
+#: modules); the layer-protocol methods it inherits (backward, pull, ...) are
+#: documented on Layer
+NETWORK_MODULES = {"jacobian_np.network", "jacobian_np._first_order", "jacobian_np._second_order", "jacobian_np._training"}
+
+#: numpydoc order: See Also after these sections and before the next ones
+BEFORE_SEE_ALSO = ("Parameters", "Returns", "Yields", "Raises", "Warns")
+AFTER_SEE_ALSO = ("Notes", "References", "Examples")
+
+
+def _network_methods():
+    """The public methods and properties of Network defined in NETWORK_MODULES."""
+    methods = {}
+    for name in dir(jacobian_np.Network):
+        owner = next(cls for cls in jacobian_np.Network.__mro__ if name in vars(cls))
+        if not name.startswith("_") and owner.__module__ in NETWORK_MODULES:
+            methods[f"Network.{name}"] = getattr(jacobian_np.Network, name)
+    return methods
+
+
+def _documented_api():
+    """Every public name: ``__all__``, the public modules' own functions and classes, Network's methods."""
+    api = {name: getattr(jacobian_np, name) for name in jacobian_np.__all__}
+    for name in MODULES:
+        if name != "jacobian_np" and not name.split(".")[-1].startswith("_"):
+            for qualified, obj in _public_callables(importlib.import_module(name)):
+                if obj is not getattr(jacobian_np, qualified.rsplit(".", 1)[-1], None):  # listed once
+                    api[qualified] = obj
+    api.update(_network_methods())
+    return api
+
+
+def _see_also_cases():
+    for name, obj in sorted(_documented_api().items()):
+        pending = name in SEE_ALSO_PENDING
+        marks = [pytest.mark.xfail(strict=True, reason="After the refactor merge; then remove it from SEE_ALSO_PENDING.")]
+        yield pytest.param(obj, id=name, marks=marks if pending else [])
+
+
+def test_see_also_exclusions_are_only_the_files_being_refactored():
+    api = _documented_api()
+    for name in SEE_ALSO_PENDING:
+        assert api[name].__module__ in PENDING_MODULES, name
+
+
+def test_network_methods_are_all_covered():
+    expected = {
+        "forward", "forward_backward", "jacobian", "mode_costs", "jvp", "vjp", "divergence", "hessian",
+        "laplacian", "hessian_diagonal", "params", "get_flat_params", "set_flat_params", "param_grad",
+        "jacobian_param_grad", "jacobian_and_pullback",
+    }
+    assert expected <= {name.removeprefix("Network.") for name in _network_methods()}
+
+
+@pytest.mark.parametrize("obj", _see_also_cases())
+def test_public_api_has_see_also(obj):
+    """Every public name points to its neighbours, in numpydoc's section order."""
+    doc = inspect.getdoc(obj) or ""
+    sections = re.findall(r"^(\w[\w ]*)\n-+$", doc, flags=re.MULTILINE)
+    assert "See Also" in sections, "no See Also section"
+    entries = doc.split("See Also\n--------\n", 1)[1].split("\n\n", 1)[0]
+    assert all(" : " in line for line in entries.splitlines() if not line.startswith(" ")), (
+        f"every See Also entry says why the neighbour is relevant (name : reason):\n{entries}"
+    )
+    where = sections.index("See Also")
+    assert not set(sections[where + 1 :]) & set(BEFORE_SEE_ALSO), f"See Also comes too early: {sections}"
+    assert not set(sections[:where]) & set(AFTER_SEE_ALSO), f"See Also comes too late: {sections}"
