@@ -84,3 +84,52 @@ def as_finite_real(value: Any, name: str, owner: str) -> float:
     if not math.isfinite(result):
         raise ValueError(f"{owner} {name} must be finite; got {result!r}.")
     return result
+
+
+def as_order(order: Any, owner: str) -> int:
+    """A derivative order: a non-negative integer (booleans refused)."""
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)):
+        raise TypeError(f"{owner} expects order to be a non-negative integer; got {order!r}.")
+    if order < 0:
+        raise ValueError(f"{owner} expects order to be a non-negative integer; got {order!r}.")
+    return int(order)
+
+
+def as_dims(dims: Any, d_in: int, owner: str) -> tuple[int, ...]:
+    """Input indices: ``None`` for all ``d_in`` of them, else distinct integers in ``0..d_in-1``."""
+    if dims is None:
+        return tuple(range(d_in))
+    if isinstance(dims, (int, np.integer)) or not hasattr(dims, "__iter__"):
+        raise TypeError(f"{owner} expects dims to be a sequence of input indices, such as [0, 2]; got {dims!r}.")
+    items = list(dims)
+    if any(isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) for k in items):
+        raise TypeError(f"{owner} expects dims to hold integer input indices; got {dims!r}.")
+    if not items:
+        raise ValueError(f"{owner} expects at least one index in dims; got an empty sequence.")
+    outside = [int(k) for k in items if not 0 <= k < d_in]
+    if outside:
+        raise ValueError(f"{owner} expects dims in 0..{d_in - 1} (the network has d_in = {d_in}); got {outside}.")
+    if len(set(int(k) for k in items)) != len(items):
+        raise ValueError(f"{owner} expects distinct indices in dims; got repeated ones in {[int(k) for k in items]}.")
+    return tuple(int(k) for k in items)
+
+
+def as_positive_int(value: Any, name: str, owner: str) -> int:
+    """A positive integer such as a number of samples (booleans refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner} expects {name} to be a positive integer; got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{owner} expects {name} to be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def as_shaped(a: Any, shape: tuple[int, ...], name: str, owner: str, broadcast: bool = False) -> Array:
+    """``a`` as a float array of exactly ``shape``; with ``broadcast``, a ``(shape[-1],)`` vector is
+    repeated over the leading axes."""
+    arr = as_float_array(a, name)
+    if arr.shape == shape:
+        return arr
+    if broadcast and len(shape) > 1 and arr.shape == shape[-1:]:
+        return np.broadcast_to(arr, shape)
+    expected = f"{shape}" + (f" or ({shape[-1]},)" if broadcast and len(shape) > 1 else "")
+    raise ValueError(f"{owner} expects {name} of shape {expected}; got shape {arr.shape}.")

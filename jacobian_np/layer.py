@@ -7,6 +7,7 @@ worked example of a user layer.
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, Callable, Optional, TypeVar
 
 import numpy as np
@@ -309,6 +310,104 @@ class Layer(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    def taylor(self, series: list[Array], cache: Cache) -> list[Array]:
+        """Push truncated Taylor series through the layer (Taylor mode).
+
+        For an input path ``x(t) = x_0 + sum_k series[k-1] t^k`` around the point
+        ``x_0`` at which :meth:`forward` produced ``cache``, return the normalised
+        Taylor coefficients ``[y_1, ..., y_K]`` of ``y(t) = layer(x(t))``
+        (normalised: the ``k``-th derivative divided by ``k!``).  Optional: needed
+        for derivatives of order three and more, and for the PDE operators
+        (``docs/taylor.md``).  The default serves layers with ``constant_jacobian``
+        (``y_k = J x_k``, through :meth:`tangent`) and raises
+        ``NotImplementedError`` for the others.
+
+        Parameters
+        ----------
+        series : list of K ndarrays of shape ``(*batch, R, d_in)``
+            ``x_1, ..., x_K`` for ``R`` paths per sample.  Never modified.
+        cache : object
+            The cache returned by :meth:`forward`.
+
+        Returns
+        -------
+        list of K ndarrays of shape ``(*batch, R, d_out)``
+            ``y_1, ..., y_K``.  ``y_k`` depends on ``x_0, ..., x_k`` only, and
+            linearly on ``x_k``: ``y_k = J x_k + (terms in x_1, ..., x_{k-1})``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Tanh
+        >>> layer = Tanh()
+        >>> x0, x1 = np.array([0.5]), np.array([[2.0]])
+        >>> y1, y2 = layer.taylor([x1, np.zeros((1, 1))], layer.forward(x0)[1])
+        >>> t = np.tanh(0.5)  # y(t) = tanh(0.5 + 2t): y_2 = f''(0.5) * 2**2 / 2
+        >>> np.allclose(y1, (1 - t**2) * 2), np.allclose(y2, -2 * t * (1 - t**2) * 2)
+        (True, True)
+        """
+        if self.constant_jacobian:  # all coefficients in one call: one matrix product for Affine
+            return _split_rows(self.tangent(_join_rows(series), cache), series) if series else []
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement taylor(series, cache), which Taylor mode needs."
+        )
+
+    def taylor_vjp(
+        self, series: list[Array], grads: list[Array], cache: Cache
+    ) -> tuple[Optional[Array], list[Array], list[Array]]:
+        """Pull adjoints back through :meth:`taylor` (reverse mode over Taylor mode).
+
+        With ``[y_1, ..., y_K] = taylor(series, cache)`` and ``grads`` the adjoints
+        ``[g_1, ..., g_K]`` of the output coefficients, this is the gradient of
+        ``sum_k sum(g_k * y_k)`` with respect to the expansion point ``x_0``, to the
+        input coefficients and to the parameters.  The value ``y_0`` is not
+        included: its adjoint goes through :meth:`backward` and
+        :meth:`param_grad`.  Optional: needed to train through Taylor mode
+        (``Network.taylor_param_grad``, ``Network.laplacian_param_grad``).  The
+        default serves layers with ``constant_jacobian`` (``x_k`` gets
+        ``backward(g_k)``, the parameters :meth:`tangent_param_grad`).
+
+        Parameters
+        ----------
+        series : list of K ndarrays of shape ``(*batch, R, d_in)``
+            The input coefficients given to :meth:`taylor`.
+        grads : list of K ndarrays of shape ``(*batch, R, d_out)``
+            The adjoints of the output coefficients.
+        cache : object
+            The cache returned by :meth:`forward`.
+
+        Returns
+        -------
+        grad_x0 : ndarray of shape ``(*batch, d_in)``, or None
+            The gradient with respect to ``x_0``, summed over the ``R`` paths;
+            ``None`` when it is zero (a constant Jacobian).
+        grad_series : list of K ndarrays of shape ``(*batch, R, d_in)``
+            The gradients with respect to ``x_1, ..., x_K``.
+        param_grads : list of ndarray
+            One per entry of :attr:`params`, summed over the batch and the paths;
+            ``[]`` for a layer without parameters.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Affine
+        >>> layer = Affine(np.array([[1.0, 2.0]]))
+        >>> cache = layer.forward(np.array([0.5]))[1]
+        >>> grad_x0, grad_series, (dW,) = layer.taylor_vjp([np.array([[3.0]])], [np.array([[1.0, -1.0]])], cache)
+        >>> grad_x0 is None, grad_series, dW
+        (True, [array([[-1.]])], array([[ 3., -3.]]))
+        """
+        if not self.constant_jacobian:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not implement taylor_vjp(series, grads, cache), "
+                "which training through Taylor mode needs."
+            )
+        if not series:
+            return None, [], [np.zeros_like(p) for p in self.params]
+        joined = _join_rows(grads)
+        param_grads = self.tangent_param_grad(joined, _join_rows(series), cache) if self.params else []
+        return None, _split_rows(self.backward(joined, cache), grads), param_grads
+
 
 class Elementwise(Layer):
     """Base class for activations ``y = f(x)`` applied to each element.
@@ -378,6 +477,8 @@ class Elementwise(Layer):
         super().__init_subclass__(**kwargs)
         if ("fprime" in vars(cls) or "fsecond" in vars(cls)) and "fprimes" not in vars(cls):
             cls.fprimes = Elementwise.fprimes  # type: ignore[method-assign]
+        if ("fprime" in vars(cls) or "fsecond" in vars(cls)) and "derivatives" not in vars(cls):
+            cls.derivatives = Elementwise.derivatives  # type: ignore[method-assign]
 
     def forward(self, x: Array) -> tuple[Array, Cache]:
         y = self.f(x)
@@ -419,6 +520,121 @@ class Elementwise(Layer):
         x, y = cache
         return self.fprime(x, y)
 
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        """``[f'(x), f''(x), ..., f^(order)(x)]`` elementwise; ``y`` is ``f(x)``.
+
+        Taylor mode of order ``K`` needs the derivatives up to ``K`` (and its
+        reverse mode up to ``K + 1``).  The default builds them from
+        :meth:`fprime` and :meth:`fsecond`, so it serves orders up to 2 and raises
+        ``NotImplementedError`` beyond; the built-in activations override it with
+        formulas of every order.  A subclass that overrides ``fprime`` or
+        ``fsecond`` but not ``derivatives`` gets this default back, so that the
+        orders cannot disagree.  The arrays may be shared: never write into them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Tanh
+        >>> x = np.array([0.0, 1.0])
+        >>> d1, d2, d3 = Tanh().derivatives(x, np.tanh(x), 3)
+        >>> t = np.tanh(x)  # the third derivative is (1 - t**2) (6 t**2 - 2)
+        >>> np.allclose(d3, (1 - t**2) * (6 * t**2 - 2))
+        True
+        """
+        if order <= 1:
+            return [self.fprime(x, y)][:order]
+        if order == 2:
+            return list(self.fprimes(x, y))
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement derivatives(x, y, order) beyond order 2 (f''), "
+            f"which Taylor mode needs up to order {order}."
+        )
+
+    def taylor(self, series: list[Array], cache: Cache) -> list[Array]:
+        """Faà di Bruno's formula on normalised coefficients (``docs/taylor.md``).
+
+        With ``h(t) = sum_m x_m t^m`` and ``c_j = f^(j)(x_0) / j!``,
+        ``y_k = sum_{j=1..k} c_j [t^k] h(t)^j``, the powers of ``h`` built by
+        repeated series products.  A ``piecewise_linear`` layer has ``c_j = 0``
+        for ``j >= 2``, so ``y_k = f'(x_0) x_k``.
+        """
+        if not series:
+            return []
+        x, y = cache
+        if self.piecewise_linear:
+            first = self.fprime(x, y)[..., None, :]
+            return [x_k * first for x_k in series]
+        return _compose(self.derivatives(x, y, len(series)), _series_powers(series))
+
+    def taylor_vjp(
+        self, series: list[Array], grads: list[Array], cache: Cache
+    ) -> tuple[Optional[Array], list[Array], list[Array]]:
+        """Adjoint of :meth:`taylor`, through the series of ``f'`` along the path.
+
+        ``y(t) = f(x(t))`` changes with the coefficient ``x_m`` by
+        ``f'(x(t)) t^m``, so with ``g(t) = f'(x(t)) = sum_j g_j t^j`` (Faà di
+        Bruno again, with ``f'', ..., f^(K+1)``) the adjoints are
+        ``grad x_m = sum_{k >= m} grads_k g_{k-m}`` and
+        ``grad x_0 = sum over paths of sum_{k >= 1} grads_k g_k``.
+        """
+        if not series:
+            return None, [], []
+        x, y = cache
+        K = len(series)
+        if self.piecewise_linear:  # g(t) = f'(x_0), a constant
+            first = self.fprime(x, y)[..., None, :]
+            return None, [g_k * first for g_k in grads], []
+        derivatives = self.derivatives(x, y, K + 1)
+        g = [derivatives[0][..., None, :]] + _compose(derivatives[1:], _series_powers(series))
+        grad_series = []
+        for m in range(1, K + 1):
+            total = grads[m - 1] * g[0]
+            for k in range(m + 1, K + 1):
+                total += grads[k - 1] * g[k - m]
+            grad_series.append(total)
+        grad_x0 = grads[0] * g[1]
+        for k in range(2, K + 1):
+            grad_x0 += grads[k - 1] * g[k]
+        return grad_x0.sum(axis=-2), grad_series, []
+
+
+def _series_powers(series: list[Array]) -> list[list[Array]]:
+    """The powers of ``h(t) = sum_m series[m-1] t^m`` truncated after ``t^K``.
+
+    ``powers[j-1][k-j]`` is ``[t^k] h(t)^j`` for ``1 <= j <= k <= K`` (the lower
+    coefficients of ``h^j`` are zero), built as ``h^j = h^(j-1) h``.
+    """
+    K = len(series)
+    powers = [list(series)]
+    for j in range(2, K + 1):
+        previous = powers[-1]  # previous[i] = [t^(i + j - 1)] h^(j-1)
+        current = []
+        for k in range(j, K + 1):
+            # [t^k] h^j = sum_{m=1}^{k-j+1} x_m [t^(k-m)] h^(j-1)
+            total = series[0] * previous[k - j]
+            for m in range(2, k - j + 2):
+                total += series[m - 1] * previous[k - m - j + 1]
+            current.append(total)
+        powers.append(current)
+    return powers
+
+
+def _compose(derivatives: list[Array], powers: list[list[Array]]) -> list[Array]:
+    """``y_k = sum_{j=1..k} derivatives[j-1] / j! * [t^k] h^j`` for ``k = 1..len(powers)``.
+
+    ``derivatives`` holds at least ``len(powers)`` arrays of shape ``(*batch, d)``,
+    broadcast over the paths axis of the powers, ``(*batch, R, d)``.
+    """
+    K = len(powers)
+    scaled = [derivatives[j][..., None, :] / math.factorial(j + 1) for j in range(K)]
+    out = []
+    for k in range(1, K + 1):
+        total = powers[0][k - 1] * scaled[0]
+        for j in range(2, k + 1):
+            total += powers[j - 1][k - j] * scaled[j - 1]
+        out.append(total)
+    return out
+
 
 def implements(layer: Layer, method: str) -> bool:
     """Whether ``layer`` implements the optional ``method`` (``"tangent"``, ``"curvature"``, ``"fsecond"``).
@@ -451,3 +667,14 @@ def _diag_embed(d: Array) -> Array:
     out = np.zeros(d.shape + d.shape[-1:], dtype=d.dtype)
     _diagonal(out)[...] = d
     return out
+
+
+def _join_rows(blocks: list[Array]) -> Array:
+    """The blocks ``(*batch, R_i, d)`` side by side along the rows axis (no copy for one block)."""
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=-2)
+
+
+def _split_rows(joined: Array, like: list[Array]) -> list[Array]:
+    """Undo :func:`_join_rows`: views of ``joined`` with the row counts of ``like``."""
+    bounds = np.cumsum([block.shape[-2] for block in like])[:-1]
+    return np.split(joined, bounds, axis=-2)

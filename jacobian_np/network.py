@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Optional, cast
 import numpy as np
 import numpy.typing as npt
 
+from ._taylor_methods import TaylorMethods
 from ._typing import Array
 from ._validation import as_float_array, as_input
 from .errors import ZeroCurvatureWarning
@@ -84,7 +85,7 @@ def get_memory_budget() -> int:
     return _memory_budget
 
 
-class Network:
+class Network(TaylorMethods):
     """A feed-forward chain of layers, ``y = layers[-1](... layers[0](x))``.
 
     Parameters
