@@ -21,12 +21,13 @@ to one per group.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from ._typing import Array, Cache
-from .layer import Layer
+from .layer import Layer, zeros as _zeros
 
 Groups = Optional[tuple[int, ...]]
 
@@ -52,6 +53,49 @@ def taylor_pass(
         series = layer_taylor(layer, series, cache, groups)
         x = y
     return x, series, tape
+
+
+def derivatives_along_line(layers: Sequence[Layer], x: Array, v: Array, order: int) -> Array:
+    """``T`` of shape ``(order + 1, *batch, d_out)``, ``T[k] = d^k/dt^k y(x + t v)`` at ``t = 0``.
+
+    The trailing layers with constant Jacobians (with the default ``taylor``)
+    form an affine map ``A z = J z + c``; they map the stacked
+    ``[z_0, 1! z_1, ..., K! z_K]`` in one call each, whose result is ``T`` once
+    ``c = A(0)`` is added to its first row: no separate value pass through them
+    and no copy of the (often widest) output.
+    """
+    stop = len(layers)
+    while stop and layers[stop - 1].constant_jacobian and type(layers[stop - 1]).taylor is Layer.taylor:
+        stop -= 1
+    y, out, _ = taylor_pass(layers[:stop], x, line(v, order))
+    if stop == len(layers):
+        return stack_derivatives(y, out)
+    block = np.stack([y] + [y_k[..., 0, :] * math.factorial(k) for k, y_k in enumerate(out, 1)])
+    offset = np.zeros((1, y.shape[-1]), dtype=y.dtype)
+    for layer in layers[stop:]:
+        block = layer.tangent(block, None)  # a constant Jacobian does not read the cache
+        offset = forward_with_cache(layer, offset)[0]
+    if not block.flags.writeable:
+        block = block.copy()
+    block[0] += offset[0]
+    return block
+
+
+def line(v: Array, order: int) -> list[Array]:
+    """The coefficients of the line ``x + t v``, one path per sample: ``[v, 0, ..., 0]``."""
+    if not order:
+        return []
+    direction = v[..., None, :]
+    return [direction] + [_zeros(v.dtype, direction.shape)] * (order - 1)
+
+
+def stack_derivatives(y: Array, out: list[Array]) -> Array:
+    """``T`` of shape ``(K + 1, *batch, d_out)``: ``y`` and ``k! y_k`` of the one path per sample."""
+    T = np.empty((len(out) + 1,) + y.shape, dtype=np.result_type(y, *out))
+    T[0] = y
+    for k, y_k in enumerate(out, 1):
+        np.multiply(y_k[..., 0, :], math.factorial(k), out=T[k])
+    return T
 
 
 def taylor_pullback(

@@ -21,6 +21,7 @@ from ._typing import Array
 from ._validation import as_dims, as_input, as_order, as_positive_int, as_shaped
 from .errors import ZeroCurvatureWarning
 from .layer import Layer
+from .layer import zeros as _zeros
 
 Pullback = Callable[[npt.ArrayLike], list[Array]]
 
@@ -96,15 +97,17 @@ class TaylorMethods:
         order = as_order(order, "Network.taylor")
         v = as_shaped(v, x.shape, "v", "Network.taylor", broadcast=True)
         self._warn_if_piecewise_linear("Network.taylor", order)
-        d = x.shape[-1]
-
-        def compute(xv: Array) -> tuple[Array]:
-            part, direction = xv[..., :d], xv[..., d:]
-            y, out, _ = _taylor.taylor_pass(self.layers, part, _line(direction, order))
-            return (_stack_derivatives(y, out),)
-
-        (T,) = self._batched(compute, _side_by_side(x, v), chunk_size, _rows(1, order), "Network.taylor")
-        return np.ascontiguousarray(np.moveaxis(T, -2, 0))
+        rows = _rows(self.layers, x.shape[-1], [1] * order, line=True)
+        parts = self._chunks(x, chunk_size, rows, "Network.taylor")
+        if len(parts) == 1:
+            return _taylor.derivatives_along_line(self.layers, x, v, order)
+        # the result is order-first: each chunk is written into its columns, contiguous blocks
+        first = _taylor.derivatives_along_line(self.layers, x[parts[0]], v[parts[0]], order)
+        T = np.empty(first.shape[:1] + x.shape[:-1] + first.shape[-1:], dtype=first.dtype)
+        T[:, parts[0]] = first
+        for part in parts[1:]:
+            T[:, part] = _taylor.derivatives_along_line(self.layers, x[part], v[part], order)
+        return T
 
     def taylor_and_pullback(self, x: npt.ArrayLike, v: npt.ArrayLike, order: int) -> tuple[Array, Pullback]:
         """:meth:`taylor`, and a function that maps ``grad_T`` to the parameter gradients.
@@ -188,7 +191,7 @@ class TaylorMethods:
         self._warn_if_piecewise_linear(owner, order)
         return self._summed(
             lambda part: self._taylor_and_pullback(x[part], v[part], order)[1](np.moveaxis(G[part], -2, 0)),
-            x, chunk_size, _rows(3, order), owner,
+            x, chunk_size, _rows(self.layers, x.shape[-1], [1] * order, tape=True), owner,
         )
 
     def biharmonic(self, x: npt.ArrayLike, dims: Optional[Sequence[int]] = None, chunk_size: Optional[int] = None) -> Array:
@@ -260,7 +263,7 @@ class TaylorMethods:
                 total += top[..., g, :] * (24 * weights[g])
             return (total,)
 
-        (B,) = self._batched(compute, x, chunk_size, _rows(len(directions), 4), owner)
+        (B,) = self._batched(compute, x, chunk_size, _rows(self.layers, x.shape[-1], [len(directions)] * 3 + [len(groups)]), owner)
         return B
 
     def laplacian_and_pullback(self, x: npt.ArrayLike, dims: Optional[Sequence[int]] = None) -> tuple[Array, Pullback]:
@@ -348,14 +351,14 @@ class TaylorMethods:
         self._warn_if_piecewise_linear(owner, 2)
         return self._summed(
             lambda part: self._laplacian_and_pullback(x[part], dims)[1](G[part]),
-            x, chunk_size, _rows(3 * len(dims), 1), owner,
+            x, chunk_size, _rows(self.layers, x.shape[-1], [len(dims), 1], tape=True), owner,
         )
 
     # --- the passes, validated arguments -------------------------------------------
 
     def _taylor_and_pullback(self, x: Array, v: Array, order: int) -> tuple[Array, Callable[[Array], list[Array]]]:
-        y, out, tape = _taylor.taylor_pass(self.layers, x, _line(v, order), keep=True)
-        T = np.moveaxis(_stack_derivatives(y, out), -2, 0)
+        y, out, tape = _taylor.taylor_pass(self.layers, x, _taylor.line(v, order), keep=True)
+        T = _taylor.stack_derivatives(y, out)
 
         def pullback(grad_T: Array) -> list[Array]:
             grads = [grad_T[k][..., None, :] * math.factorial(k) for k in range(1, order + 1)]
@@ -378,17 +381,23 @@ class TaylorMethods:
         return L, pullback
 
     def _summed(self, compute: Callable[[Any], list[Array]], x: Array, chunk_size: Optional[int], rows: int, owner: str) -> list[Array]:
-        """``compute(part)`` summed over the chunks of the batch (``part`` is a slice, or ``...`` for one point)."""
+        """``compute(part)`` summed over the parts of the batch (see :meth:`_chunks`)."""
+        parts = self._chunks(x, chunk_size, rows, owner)
+        total = compute(parts[0])
+        for part in parts[1:]:
+            for t, g in zip(total, compute(part)):
+                t += g
+        return total
+
+    def _chunks(self, x: Array, chunk_size: Optional[int], rows: int, owner: str) -> list[Any]:
+        """Index expressions that cut the batch into chunks of ``chunk_size`` samples, or by default
+        of as many as the memory budget allows for ``rows`` rows per sample; ``[...]`` for one point."""
         if chunk_size is not None:
             chunk_size = as_positive_int(chunk_size, "chunk_size", owner)
         if x.ndim == 1:
-            return compute(Ellipsis)
+            return [Ellipsis]
         chunk = self._auto_chunk_size(x, rows) if chunk_size is None else chunk_size
-        total = compute(slice(0, chunk))
-        for start in range(chunk, len(x), chunk):
-            for t, g in zip(total, compute(slice(start, start + chunk))):
-                t += g
-        return total
+        return [slice(start, start + chunk) for start in range(0, max(len(x), 1), chunk)]
 
     def _width_out(self, x: Array) -> int:
         width = x.shape[-1]
@@ -408,37 +417,36 @@ class TaylorMethods:
             )
 
 
-def _line(v: Array, order: int) -> list[Array]:
-    """The coefficients of the line ``x + t v``: ``[v, 0, ..., 0]`` with one path per sample."""
-    if not order:
-        return []
-    direction = v[..., None, :]
-    return [direction] + [_zeros(v.dtype, direction.shape)] * (order - 1)
+def _rows(layers: Sequence[Layer], d_in: int, counts: list[int], line: bool = False, tape: bool = False) -> int:
+    """Rows per sample to charge the memory budget (``Network._auto_chunk_size`` charges
+    ``2 * rows * widest`` items per sample) for a Taylor pass whose coefficient ``k`` has
+    ``counts[k-1]`` rows per sample.
 
-
-def _zeros(dtype: Any, shape: tuple[int, ...]) -> Array:
-    """A read-only array of zeros that takes no memory (layers never write into their inputs)."""
-    return np.broadcast_to(np.zeros((), dtype=dtype), shape)
-
-
-def _stack_derivatives(y: Array, out: list[Array]) -> Array:
-    """``(*batch, K + 1, d_out)``: ``y`` and ``k! y_k`` for the single path of each sample."""
-    T = np.empty(y.shape[:-1] + (len(out) + 1, y.shape[-1]), dtype=np.result_type(y, *out))
-    T[..., 0, :] = y
-    for k, y_k in enumerate(out, 1):
-        np.multiply(y_k[..., 0, :], math.factorial(k), out=T[..., k, :])
-    return T
-
-
-def _side_by_side(x: Array, v: Array) -> Array:
-    """``x`` and ``v`` in one array, so that the batch helper chunks them together."""
-    return np.concatenate([x, np.broadcast_to(v, x.shape)], axis=-1)
-
-
-def _rows(paths: int, order: int) -> int:
-    """Rows per sample that a Taylor pass keeps alive at once, for the memory budget: the input
-    and output coefficients and the powers of the series in an elementwise layer."""
-    return max(1, paths * (order + 1) * (order + 2) // 2)
+    Counted in rows of each layer's width: a layer with a constant Jacobian holds its input
+    and output coefficients, another layer also the powers of the series (``K (K - 1) / 2``
+    more blocks of the widest coefficient); with ``tape`` every layer's input coefficients
+    stay alive for the reverse pass.  With ``line``, the trailing constant-Jacobian layers
+    write the result (which is not charged) and hold only their stacked input.
+    """
+    widths, width = [], d_in
+    for layer in layers:
+        out = width if layer.d_out is None else layer.d_out
+        widths.append((width, out))
+        width = out
+    stop = len(layers)
+    while line and stop and layers[stop - 1].constant_jacobian:
+        stop -= 1
+    K, total = len(counts), sum(counts)
+    powers = K * (K - 1) // 2 * max(counts, default=0)
+    peak = [
+        total * (w_in + w_out) if layer.constant_jacobian else (2 * total + powers) * max(w_in, w_out)
+        for layer, (w_in, w_out) in zip(layers[:stop], widths)
+    ]
+    if stop < len(layers):
+        peak.append((total + 1) * widths[stop][0])
+    need = max(peak, default=0) + (total * sum(w_in for w_in, _ in widths) if tape else 0)
+    widest = max(max(pair) for pair in widths)
+    return max(1, -(-need // (2 * widest)))
 
 
 def _biharmonic_directions(d: int, dims: tuple[int, ...]) -> tuple[Array, tuple[int, ...], list[float]]:

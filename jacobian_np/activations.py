@@ -173,7 +173,8 @@ class Tanh(Elementwise):
         if order < 1:
             return []
         sech2 = self.fprime(x, y)
-        return [sech2] + [_polyval(_tanh_polynomial(k), y) * sech2 for k in range(2, order + 1)]
+        square = y * y if order > 2 else None
+        return [sech2] + [_polyval(_tanh_polynomial(k), y, square=square) * sech2 for k in range(2, order + 1)]
 
 
 class Softmax(Layer):
@@ -682,8 +683,8 @@ class GELU(Elementwise):
         # with phi^(m) = (-1)^m He_m phi (Hermite polynomials); x clipped where phi = 0
         if order < 1:
             return []
-        xc, _, phi = _normal_density(x)
-        return [self.fprime(x, y)] + [_polyval(_gelu_polynomial(k), xc) * phi for k in range(2, order + 1)]
+        xc, square, phi = _normal_density(x)
+        return [self.fprime(x, y)] + [_polyval(_gelu_polynomial(k), xc, square=square) * phi for k in range(2, order + 1)]
 
 
 class SiLU(Elementwise):
@@ -755,10 +756,11 @@ class SiLU(Elementwise):
         tau = x * 0.5
         np.tanh(tau, tau)
         xc = np.clip(x, -_LOGISTIC_CLIP, _LOGISTIC_CLIP)
+        square = tau * tau
         out = [self.fprime(x, y)]
         below = _polyval(_tanh_polynomial(1), tau)
         for k in range(2, order + 1):
-            R_k = _polyval(_tanh_polynomial(k), tau)
+            R_k = _polyval(_tanh_polynomial(k), tau, square=square)
             d = xc * R_k
             d += below * (2 * k)
             d *= q
@@ -860,7 +862,8 @@ def _logistic_derivatives(x: Array, s: Array, order: int) -> list[Array]:
     q = _sigmoid_prime(x, s)
     tau = x * 0.5
     np.tanh(tau, tau)
-    return [q] + [_polyval(_tanh_polynomial(k), tau, 1 / 2 ** (k - 1)) * q for k in range(2, order + 1)]
+    square = tau * tau if order > 2 else None
+    return [q] + [_polyval(_tanh_polynomial(k), tau, 1 / 2 ** (k - 1), square) * q for k in range(2, order + 1)]
 
 
 def _piecewise_linear_derivatives(first: Array, order: int) -> list[Array]:
@@ -908,10 +911,30 @@ def _gelu_polynomial(k: int) -> tuple[int, ...]:
     return tuple(sign * (a - (low[i] if i < len(low) else 0)) for i, a in enumerate(high))
 
 
-def _polyval(coeffs: tuple[int, ...], t: Array, scale: float = 1.0) -> Array:
-    """``scale * sum_i coeffs[i] t^i`` by Horner's rule, in a new array of ``t``'s dtype."""
-    result = np.full_like(t, coeffs[-1] * scale)
-    for c in coeffs[-2::-1]:
+def _polyval(coeffs: tuple[int, ...], t: Array, scale: float = 1.0, square: Optional[Array] = None) -> Array:
+    """``scale * sum_i coeffs[i] t^i`` in a new array of ``t``'s dtype.
+
+    Horner's rule, in ``t**2`` for the even and odd polynomials (all of ours):
+    half the operations.  ``square`` may pass ``t**2`` when it is already known.
+    """
+    odd = len(coeffs) > 1 and not any(coeffs[0::2])
+    if not (odd or not any(coeffs[1::2])):
+        return _horner(coeffs, t, scale)
+    half = coeffs[1::2] if odd else coeffs[0::2]
+    if len(half) == 1:
+        return t * (half[0] * scale) if odd else np.full_like(t, half[0] * scale)
+    result = _horner(half, t * t if square is None else square, scale)
+    if odd:
+        result *= t
+    return result
+
+
+def _horner(coeffs: tuple[int, ...], t: Array, scale: float) -> Array:
+    if len(coeffs) == 1:
+        return np.full_like(t, coeffs[0] * scale)
+    result = t * (coeffs[-1] * scale)
+    result += coeffs[-2] * scale
+    for c in coeffs[-3::-1]:
         result *= t
         result += c * scale
     return result

@@ -346,8 +346,19 @@ class Layer(abc.ABC):
         >>> np.allclose(y1, (1 - t**2) * 2), np.allclose(y2, -2 * t * (1 - t**2) * 2)
         (True, True)
         """
-        if self.constant_jacobian:  # all coefficients in one call: one matrix product for Affine
-            return _split_rows(self.tangent(_join_rows(series), cache), series) if series else []
+        if self.constant_jacobian:
+            # all nonzero coefficients in one call (one matrix product for Affine), stacked on a
+            # new leading batch axis: a constant Jacobian does not read the cache's batch shape
+            live = [k for k, x_k in enumerate(series) if not is_zero(x_k)]
+            if not series:
+                return []
+            if len(live) == len(series):
+                return list(self.tangent(np.stack(series), cache))
+            probe = self.tangent(series[0][..., :0, :], cache)  # no rows: the shape and dtype of images
+            out = [zeros(probe.dtype, x_k.shape[:-1] + probe.shape[-1:]) for x_k in series]
+            for k, y_k in zip(live, self.tangent(np.stack([series[k] for k in live]), cache) if live else []):
+                out[k] = y_k
+            return out
         raise NotImplementedError(
             f"{type(self).__name__} does not implement taylor(series, cache), which Taylor mode needs."
         )
@@ -402,11 +413,20 @@ class Layer(abc.ABC):
                 f"{type(self).__name__} does not implement taylor_vjp(series, grads, cache), "
                 "which training through Taylor mode needs."
             )
-        if not series:
-            return None, [], [np.zeros_like(p) for p in self.params]
-        joined = _join_rows(grads)
-        param_grads = self.tangent_param_grad(joined, _join_rows(series), cache) if self.params else []
-        return None, _split_rows(self.backward(joined, cache), grads), param_grads
+        live = [k for k, g_k in enumerate(grads) if not is_zero(g_k)]
+        both = [k for k in live if not is_zero(series[k])]
+        param_grads = [np.zeros_like(p) for p in self.params]
+        if both and self.params:  # stacked on a new leading batch axis, as in taylor
+            param_grads = self.tangent_param_grad(
+                np.stack([grads[k] for k in both]), np.stack([series[k] for k in both]), cache
+            )
+        if len(live) == len(grads):
+            return None, list(self.backward(np.stack(grads), cache)) if grads else [], param_grads
+        probe = self.backward(grads[0][..., :0, :], cache) if grads else None
+        grad_series = [zeros(probe.dtype, g_k.shape[:-1] + probe.shape[-1:]) for g_k in grads] if grads else []
+        for k, dx_k in zip(live, self.backward(np.stack([grads[k] for k in live]), cache) if live else []):
+            grad_series[k] = dx_k
+        return None, grad_series, param_grads
 
 
 class Elementwise(Layer):
@@ -556,15 +576,18 @@ class Elementwise(Layer):
         With ``h(t) = sum_m x_m t^m`` and ``c_j = f^(j)(x_0) / j!``,
         ``y_k = sum_{j=1..k} c_j [t^k] h(t)^j``, the powers of ``h`` built by
         repeated series products.  A ``piecewise_linear`` layer has ``c_j = 0``
-        for ``j >= 2``, so ``y_k = f'(x_0) x_k``.
+        for ``j >= 2``, so ``y_k = f'(x_0) x_k``.  Zero coefficients passed as
+        broadcast zeros (:func:`zeros`) are skipped.
         """
         if not series:
             return []
         x, y = cache
+        xs = _nonzero(series)
         if self.piecewise_linear:
             first = self.fprime(x, y)[..., None, :]
-            return [x_k * first for x_k in series]
-        return _compose(self.derivatives(x, y, len(series)), _series_powers(series))
+            return [_or_zeros(None if x_k is None else x_k * first, x_k_in, first) for x_k, x_k_in in zip(xs, series)]
+        derivatives = self.derivatives(x, y, len(series))
+        return [_or_zeros(y_k, series[0], derivatives[0]) for y_k in _compose(derivatives, _series_powers(xs))]
 
     def taylor_vjp(
         self, series: list[Array], grads: list[Array], cache: Cache
@@ -581,59 +604,83 @@ class Elementwise(Layer):
             return None, [], []
         x, y = cache
         K = len(series)
+        gs = _nonzero(grads)
         if self.piecewise_linear:  # g(t) = f'(x_0), a constant
             first = self.fprime(x, y)[..., None, :]
-            return None, [g_k * first for g_k in grads], []
+            return None, [_or_zeros(None if g_k is None else g_k * first, g_k_in, first) for g_k, g_k_in in zip(gs, grads)], []
         derivatives = self.derivatives(x, y, K + 1)
-        g = [derivatives[0][..., None, :]] + _compose(derivatives[1:], _series_powers(series))
-        grad_series = []
-        for m in range(1, K + 1):
-            total = grads[m - 1] * g[0]
-            for k in range(m + 1, K + 1):
-                total += grads[k - 1] * g[k - m]
-            grad_series.append(total)
-        grad_x0 = grads[0] * g[1]
-        for k in range(2, K + 1):
-            grad_x0 += grads[k - 1] * g[k]
-        return grad_x0.sum(axis=-2), grad_series, []
+        g = [derivatives[0][..., None, :]] + _compose(derivatives[1:], _series_powers(_nonzero(series)))
+        grad_series = [
+            _or_zeros(_sum_of_products(gs[m - 1 :], g[: K - m + 1]), grads[0], derivatives[0]) for m in range(1, K + 1)
+        ]
+        grad_x0 = _sum_of_products(gs, g[1:])
+        return (None if grad_x0 is None else grad_x0.sum(axis=-2)), grad_series, []
+
+def zeros(dtype: Any, shape: tuple[int, ...]) -> Array:
+    """A zero Taylor coefficient that takes no memory: a read-only broadcast of one zero.
+
+    Layers never write into their inputs, so the passes give known zeros (the
+    higher coefficients of a line ``x + t v``) in this form, and the rules that
+    check for it with :func:`is_zero` skip their terms.  A layer that does not
+    check computes with them as with any array of zeros.
+    """
+    return np.broadcast_to(np.zeros((), dtype=dtype), shape)
 
 
-def _series_powers(series: list[Array]) -> list[list[Array]]:
-    """The powers of ``h(t) = sum_m series[m-1] t^m`` truncated after ``t^K``.
+def is_zero(a: Array) -> bool:
+    """Whether ``a`` is a zero made by :func:`zeros` (a broadcast zero: every stride 0)."""
+    return a.size > 0 and not any(a.strides) and not a.flat[0]
+
+
+def _nonzero(series: list[Array]) -> list[Optional[Array]]:
+    """The series with its :func:`zeros` replaced by ``None``."""
+    return [None if is_zero(a) else a for a in series]
+
+
+def _or_zeros(a: Optional[Array], like: Array, other: Array) -> Array:
+    """``a``, or for ``None`` a :func:`zeros` of the shape of ``like`` and the dtype of ``like * other``."""
+    return zeros(np.result_type(like, other), like.shape) if a is None else a
+
+
+def _sum_of_products(factors: list[Optional[Array]], others: Any) -> Optional[Array]:
+    """``sum_i factors[i] * others[i]`` skipping ``None`` (zero) terms; ``None`` if none is left."""
+    total = None
+    for a, b in zip(factors, others):
+        if a is None or b is None:
+            continue
+        if total is None:
+            total = a * b
+        else:
+            total += a * b
+    return total
+
+
+def _series_powers(series: list[Optional[Array]]) -> list[list[Optional[Array]]]:
+    """The powers of ``h(t) = sum_m series[m-1] t^m`` truncated after ``t^K`` (``None`` is zero).
 
     ``powers[j-1][k-j]`` is ``[t^k] h(t)^j`` for ``1 <= j <= k <= K`` (the lower
-    coefficients of ``h^j`` are zero), built as ``h^j = h^(j-1) h``.
+    coefficients of ``h^j`` are zero), built as ``h^j = h^(j-1) h``:
+    ``[t^k] h^j = sum_{m=1}^{k-j+1} x_m [t^(k-m)] h^(j-1)``.
     """
     K = len(series)
     powers = [list(series)]
     for j in range(2, K + 1):
         previous = powers[-1]  # previous[i] = [t^(i + j - 1)] h^(j-1)
-        current = []
-        for k in range(j, K + 1):
-            # [t^k] h^j = sum_{m=1}^{k-j+1} x_m [t^(k-m)] h^(j-1)
-            total = series[0] * previous[k - j]
-            for m in range(2, k - j + 2):
-                total += series[m - 1] * previous[k - m - j + 1]
-            current.append(total)
-        powers.append(current)
+        powers.append(
+            [_sum_of_products(series[: k - j + 1], (previous[k - m - j + 1] for m in range(1, k - j + 2))) for k in range(j, K + 1)]
+        )
     return powers
 
 
-def _compose(derivatives: list[Array], powers: list[list[Array]]) -> list[Array]:
-    """``y_k = sum_{j=1..k} derivatives[j-1] / j! * [t^k] h^j`` for ``k = 1..len(powers)``.
+def _compose(derivatives: list[Array], powers: list[list[Optional[Array]]]) -> list[Optional[Array]]:
+    """``y_k = sum_{j=1..k} derivatives[j-1] / j! * [t^k] h^j`` for ``k = 1..len(powers)`` (``None`` is zero).
 
     ``derivatives`` holds at least ``len(powers)`` arrays of shape ``(*batch, d)``,
     broadcast over the paths axis of the powers, ``(*batch, R, d)``.
     """
     K = len(powers)
     scaled = [derivatives[j][..., None, :] / math.factorial(j + 1) for j in range(K)]
-    out = []
-    for k in range(1, K + 1):
-        total = powers[0][k - 1] * scaled[0]
-        for j in range(2, k + 1):
-            total += powers[j - 1][k - j] * scaled[j - 1]
-        out.append(total)
-    return out
+    return [_sum_of_products([powers[j - 1][k - j] for j in range(1, k + 1)], scaled) for k in range(1, K + 1)]
 
 
 def implements(layer: Layer, method: str) -> bool:
@@ -668,13 +715,3 @@ def _diag_embed(d: Array) -> Array:
     _diagonal(out)[...] = d
     return out
 
-
-def _join_rows(blocks: list[Array]) -> Array:
-    """The blocks ``(*batch, R_i, d)`` side by side along the rows axis (no copy for one block)."""
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=-2)
-
-
-def _split_rows(joined: Array, like: list[Array]) -> list[Array]:
-    """Undo :func:`_join_rows`: views of ``joined`` with the row counts of ``like``."""
-    bounds = np.cumsum([block.shape[-2] for block in like])[:-1]
-    return np.split(joined, bounds, axis=-2)
