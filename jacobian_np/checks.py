@@ -532,6 +532,7 @@ def check_param_grads(
     dtype: npt.DTypeLike = np.float64,
     rng: Optional[np.random.Generator] = None,
     jacobian: bool = True,
+    taylor: bool = False,
 ) -> CheckResult:
     """Compare a network's parameter gradients with central differences over its parameters.
 
@@ -555,6 +556,9 @@ def check_param_grads(
         Source of ``grad_y`` and ``grad_J``; default ``np.random.default_rng(0)``.
     jacobian : bool, default True
         Also check :meth:`Network.jacobian_param_grad`.
+    taylor : bool, default False
+        Also check :meth:`Network.taylor_param_grad` (order 3, a random direction and
+        random ``grad_T``) and :meth:`Network.laplacian_param_grad` (random ``grad_L``).
 
     Returns
     -------
@@ -569,6 +573,9 @@ def check_param_grads(
     >>> result = check_param_grads(net, rng.normal(size=(4, 2)))
     >>> bool(result), [c.name for c in result.comparisons]
     (True, ['param_grad', 'jacobian_param_grad'])
+    >>> result = check_param_grads(net, rng.normal(size=(4, 2)), jacobian=False, taylor=True)
+    >>> bool(result), [c.name for c in result.comparisons]
+    (True, ['param_grad', 'taylor_param_grad', 'laplacian_param_grad'])
     """
     if not isinstance(net, Network):
         raise TypeError(f"check_param_grads expects a jacobian_np.Network; got {type(net).__name__}.")
@@ -594,6 +601,15 @@ def check_param_grads(
     if jacobian:
         checks.append(
             ("jacobian_param_grad", lambda: np.sum(grad_J * net.jacobian(x)), lambda: net.jacobian_param_grad(x, grad_J))
+        )
+    if taylor:
+        v = rng.standard_normal(x.shape[-1:]).astype(x.dtype)
+        grad_T = rng.standard_normal((4,) + y.shape).astype(y.dtype)
+        checks.append(
+            ("taylor_param_grad", lambda: np.sum(grad_T * net.taylor(x, v, 3)), lambda: net.taylor_param_grad(x, v, 3, grad_T))
+        )
+        checks.append(
+            ("laplacian_param_grad", lambda: np.sum(grad_y * net.laplacian(x)), lambda: net.laplacian_param_grad(x, grad_y))
         )
     comparisons = []
     for name, value, analytic in checks:
