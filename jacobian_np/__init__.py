@@ -21,6 +21,8 @@ from .affine import Affine
 from .errors import ModelFileError, ZeroCurvatureWarning
 from .importers import from_onnx, from_sklearn, from_torch
 from .io import load, save
+from .composite import Parallel, Residual
+from .normalization import LayerNorm
 from .checks import CheckResult, Comparison, check_layer, check_network, check_param_grads, numerical_jacobian
 from .layer import Elementwise, Layer
 from .network import Network, get_memory_budget, set_memory_budget
@@ -38,11 +40,14 @@ __all__ = [
     "GELU",
     "Identity",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
     "LogSoftmax",
     "ModelFileError",
     "Network",
+    "Parallel",
     "ReLU",
+    "Residual",
     "SiLU",
     "Sigmoid",
     "Sin",

@@ -1,10 +1,11 @@
-"""Taylor mode's public methods: derivatives of any order, the biharmonic, and their weight gradients.
+"""Taylor mode's entry points: derivatives of any order, the biharmonic, and their weight gradients.
 
-:class:`TaylorMethods` is a mixin of :class:`~jacobian_np.Network`: it validates
-the arguments, seeds the passes of :mod:`jacobian_np._taylor` and chunks the batch.
-It relies on the network's ``layers``, ``d_in``, ``params``, ``_batched`` (the
-engine's chunking helper) and ``_auto_chunk_size``.  The math is in
-``docs/taylor.md``.
+Taylor mode (``Layer.push_taylor``): one pass carries, with the values, the
+normalised Taylor coefficients of paths through the input space; each layer maps
+those of its input path to those of its output path by its ``taylor`` rule.  Its
+reverse (``Layer.pull_taylor``, each layer's ``taylor_vjp``) gives the weight
+gradients of losses on the derivatives.  The math and the cost model are in
+``docs/taylor.md``; the series arithmetic in :mod:`jacobian_np._series`.
 """
 
 from __future__ import annotations
@@ -16,24 +17,33 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from . import _taylor
+from ._chain import require
+from ._chunking import chunk_length, summed
+from ._second_order import _leaves
+from ._series import zeros
+from ._steps import LayerSteps
 from ._typing import Array
-from ._validation import as_dims, as_input, as_order, as_positive_int, as_shaped
+from ._validation import as_input, as_order, direction, input_dims
 from .errors import ZeroCurvatureWarning
 from .layer import Layer
-from .layer import zeros as _zeros
 
 Pullback = Callable[[npt.ArrayLike], list[Array]]
 
 
 class TaylorMethods:
-    """Taylor-mode methods of :class:`~jacobian_np.Network` (see ``docs/taylor.md``)."""
+    """The Taylor-mode methods of :class:`~jacobian_np.Network` (see the module)."""
 
     layers: tuple[Layer, ...]
     d_in: Optional[int]
-    params: list[Array]
-    _batched: Callable[..., tuple]
-    _auto_chunk_size: Callable[[Array, int], int]
+    piecewise_linear: bool
+    _forward_stop: int
+    _trace: Any
+    _batched: Any
+    _per_sample_bytes: Any
+    forward_with_cache: Any
+    push_taylor: Any
+    pull_taylor: Any
+    footprint: Any
 
     def taylor(self, x: npt.ArrayLike, v: npt.ArrayLike, order: int, chunk_size: Optional[int] = None) -> Array:
         """Derivatives of every order along a direction: ``T[k] = d^k/dt^k y(x + t v)`` at ``t = 0``.
@@ -93,21 +103,22 @@ class TaylorMethods:
         >>> np.allclose(T[0], net.forward(x)), np.allclose(T[2], net.laplacian(x))
         (True, True)
         """
-        x = as_input(x, self.d_in, "Network.taylor")
-        order = as_order(order, "Network.taylor")
-        v = as_shaped(v, x.shape, "v", "Network.taylor", broadcast=True)
-        self._warn_if_piecewise_linear("Network.taylor", order)
-        rows = _rows(self.layers, x.shape[-1], [1] * order, line=True)
-        parts = self._chunks(x, chunk_size, rows, "Network.taylor")
-        if len(parts) == 1:
-            return _taylor.derivatives_along_line(self.layers, x, v, order)
+        owner = "Network.taylor"
+        x = self._taylor_input(x, owner, order)
+        order = as_order(order, owner)
+        v = direction(v, x.shape, owner, "v")
+        chunk = chunk_length(self._per_sample_bytes(x, _rows(self.layers, x.shape[-1], [1] * order, line=True)), chunk_size, owner)
+        if x.ndim == 1 or len(x) <= chunk:
+            return self._derivatives_along_line(x, v, order)
         # the result is order-first: each chunk is written into its columns, contiguous blocks
-        first = _taylor.derivatives_along_line(self.layers, x[parts[0]], v[parts[0]], order)
-        T = np.empty(first.shape[:1] + x.shape[:-1] + first.shape[-1:], dtype=first.dtype)
-        T[:, parts[0]] = first
-        for part in parts[1:]:
-            T[:, part] = _taylor.derivatives_along_line(self.layers, x[part], v[part], order)
-        return T
+        T: Optional[Array] = None
+        for start in range(0, len(x), chunk):
+            part = slice(start, start + chunk)
+            T_part = self._derivatives_along_line(x[part], v[part], order)
+            if T is None:
+                T = np.empty(T_part.shape[:1] + x.shape[:-1] + T_part.shape[-1:], dtype=T_part.dtype)
+            T[:, part] = T_part
+        return T  # type: ignore[return-value]
 
     def taylor_and_pullback(self, x: npt.ArrayLike, v: npt.ArrayLike, order: int) -> tuple[Array, Pullback]:
         """:meth:`taylor`, and a function that maps ``grad_T`` to the parameter gradients.
@@ -131,15 +142,15 @@ class TaylorMethods:
         >>> [g.shape for g in grads]
         [(1, 8), (8,), (8, 1)]
         """
-        x = as_input(x, self.d_in, "Network.taylor_and_pullback")
-        order = as_order(order, "Network.taylor_and_pullback")
-        v = as_shaped(v, x.shape, "v", "Network.taylor_and_pullback", broadcast=True)
-        self._warn_if_piecewise_linear("Network.taylor_and_pullback", order)
+        owner = "Network.taylor_and_pullback"
+        x = self._taylor_input(x, owner, order, params=True)
+        order = as_order(order, owner)
+        v = direction(v, x.shape, owner, "v")
         T, pullback = self._taylor_and_pullback(x, v, order)
         shape = T.shape
 
         def checked_pullback(grad_T: npt.ArrayLike) -> list[Array]:
-            return pullback(as_shaped(grad_T, shape, "grad_T", "pullback"))
+            return pullback(direction(grad_T, shape, "pullback", "grad_T", broadcast=False))
 
         return T, checked_pullback
 
@@ -183,15 +194,15 @@ class TaylorMethods:
         [(2, 6), (6,), (6, 1)]
         """
         owner = "Network.taylor_param_grad"
-        x = as_input(x, self.d_in, owner)
+        x = self._taylor_input(x, owner, order, params=True)
         order = as_order(order, owner)
-        v = as_shaped(v, x.shape, "v", owner, broadcast=True)
-        d_out = self._width_out(x)
-        G = np.moveaxis(as_shaped(grad_T, (order + 1,) + x.shape[:-1] + (d_out,), "grad_T", owner), 0, -2)
-        self._warn_if_piecewise_linear(owner, order)
-        return self._summed(
-            lambda part: self._taylor_and_pullback(x[part], v[part], order)[1](np.moveaxis(G[part], -2, 0)),
-            x, chunk_size, _rows(self.layers, x.shape[-1], [1] * order, tape=True), owner,
+        v = direction(v, x.shape, owner, "v")
+        G = np.moveaxis(direction(grad_T, (order + 1,) + x.shape[:-1] + (self._width_out(x),), owner, "grad_T", broadcast=False), 0, -2)
+        rows = _rows(self.layers, x.shape[-1], [1] * order, tape=True)
+        chunk = chunk_length(self._per_sample_bytes(x, rows), chunk_size, owner)
+        return summed(
+            lambda part, v_part, G_part: self._taylor_and_pullback(part, v_part, order)[1](np.moveaxis(G_part, -2, 0)),
+            x, chunk, (v, G),
         )
 
     def biharmonic(self, x: npt.ArrayLike, dims: Optional[Sequence[int]] = None, chunk_size: Optional[int] = None) -> Array:
@@ -246,24 +257,23 @@ class TaylorMethods:
         True
         """
         owner = "Network.biharmonic"
-        x = as_input(x, self.d_in, owner)
-        dims = as_dims(dims, x.shape[-1], owner)
-        self._warn_if_piecewise_linear(owner, 4)
+        x = self._taylor_input(x, owner, 4)
+        dims = input_dims(dims, x.shape[-1], owner)
         directions, groups, weights = _biharmonic_directions(x.shape[-1], dims)
 
         def compute(part: Array) -> tuple[Array]:
-            batch = part.shape[:-1]
-            R, G = len(directions), len(groups)
+            batch, width, R = part.shape[:-1], part.shape[-1], len(directions)
             series = [np.broadcast_to(directions.astype(part.dtype), batch + directions.shape)]
-            series += [_zeros(part.dtype, batch + (R, part.shape[-1]))] * 2 + [_zeros(part.dtype, batch + (G, part.shape[-1]))]
-            _, out, _ = _taylor.taylor_pass(self.layers, part, series, groups)
-            top = out[-1]  # (*batch, G, d_out): the fourth coefficients summed per group
+            series += [zeros(part.dtype, batch + (R, width))] * 2 + [zeros(part.dtype, batch + (len(groups), width))]
+            _, cache = self._trace(part, self._forward_stop)  # the final constant Jacobians need no values
+            top = self.push_taylor(series, cache, groups)[0][-1]  # the fourth coefficients summed per group
             total = top[..., 0, :] * (24 * weights[0])
-            for g in range(1, G):
+            for g in range(1, len(groups)):
                 total += top[..., g, :] * (24 * weights[g])
             return (total,)
 
-        (B,) = self._batched(compute, x, chunk_size, _rows(self.layers, x.shape[-1], [len(directions)] * 3 + [len(groups)]), owner)
+        rows = _rows(self.layers, x.shape[-1], [len(directions)] * 3 + [len(groups)])
+        (B,) = self._batched(compute, x, chunk_size, rows, owner)
         return B
 
     def laplacian_and_pullback(self, x: npt.ArrayLike, dims: Optional[Sequence[int]] = None) -> tuple[Array, Pullback]:
@@ -294,14 +304,13 @@ class TaylorMethods:
         [(2, 8), (8,), (8, 1)]
         """
         owner = "Network.laplacian_and_pullback"
-        x = as_input(x, self.d_in, owner)
-        dims = as_dims(dims, x.shape[-1], owner)
-        self._warn_if_piecewise_linear(owner, 2)
+        x = self._taylor_input(x, owner, 2, params=True)
+        dims = input_dims(dims, x.shape[-1], owner)
         L, pullback = self._laplacian_and_pullback(x, dims)
         shape = L.shape
 
         def checked_pullback(grad_L: npt.ArrayLike) -> list[Array]:
-            return pullback(as_shaped(grad_L, shape, "grad_L", "pullback"))
+            return pullback(direction(grad_L, shape, "pullback", "grad_L", broadcast=False))
 
         return L, checked_pullback
 
@@ -345,80 +354,114 @@ class TaylorMethods:
         [(3, 6), (6,), (6, 1)]
         """
         owner = "Network.laplacian_param_grad"
-        x = as_input(x, self.d_in, owner)
-        dims = as_dims(dims, x.shape[-1], owner)
-        G = as_shaped(grad_L, x.shape[:-1] + (self._width_out(x),), "grad_L", owner)
-        self._warn_if_piecewise_linear(owner, 2)
-        return self._summed(
-            lambda part: self._laplacian_and_pullback(x[part], dims)[1](G[part]),
-            x, chunk_size, _rows(self.layers, x.shape[-1], [len(dims), 1], tape=True), owner,
-        )
+        x = self._taylor_input(x, owner, 2, params=True)
+        dims = input_dims(dims, x.shape[-1], owner)
+        G = direction(grad_L, x.shape[:-1] + (self._width_out(x),), owner, "grad_L", broadcast=False)
+        chunk = chunk_length(self._per_sample_bytes(x, _rows(self.layers, x.shape[-1], [len(dims), 1], tape=True)), chunk_size, owner)
+        return summed(lambda part, G_part: self._laplacian_and_pullback(part, dims)[1](G_part), x, chunk, (G,))
 
-    # --- the passes, validated arguments -------------------------------------------
+    # --- the passes, on validated arguments ----------------------------------------
+
+    def _derivatives_along_line(self, x: Array, v: Array, order: int) -> Array:
+        """``T`` of shape ``(order + 1, *batch, d_out)`` for the line ``x + t v``.
+
+        The trailing layers with constant Jacobians (and the default Taylor rules)
+        form an affine map ``A z = J z + c``: they map the stacked
+        ``[z_0, 1! z_1, ..., K! z_K]`` in one call each, whose result is ``T`` once
+        ``c = A(0)`` is added to its first row: no separate value pass through them
+        and no copy of the (often widest) output.
+        """
+        layers, stop = self.layers, len(self.layers)
+        while stop and layers[stop - 1].constant_jacobian and _default_taylor(layers[stop - 1]):
+            stop -= 1
+        y, caches = self._trace(x, stop)
+        series = _line(v, order)
+        for layer, cache in zip(layers[:stop], caches):
+            series, _ = layer.push_taylor(series, cache, None)
+        if stop == len(layers):
+            return _stack_derivatives(y, series)
+        block = np.stack([y] + [y_k[..., 0, :] * math.factorial(k) for k, y_k in enumerate(series, 1)])
+        offset = np.zeros((1, y.shape[-1]), dtype=y.dtype)
+        for layer in layers[stop:]:
+            block = layer.tangent(block, None)  # a constant Jacobian does not read the cache
+            offset = layer.forward_with_cache(offset)[0]
+        if not block.flags.writeable:
+            block = block.copy()
+        block[0] += offset[0]
+        return block
 
     def _taylor_and_pullback(self, x: Array, v: Array, order: int) -> tuple[Array, Callable[[Array], list[Array]]]:
-        y, out, tape = _taylor.taylor_pass(self.layers, x, _taylor.line(v, order), keep=True)
-        T = _taylor.stack_derivatives(y, out)
+        y, cache = self.forward_with_cache(x)
+        out, saved = self.push_taylor(_line(v, order), cache, None)
+        T = _stack_derivatives(y, out)
 
         def pullback(grad_T: Array) -> list[Array]:
             grads = [grad_T[k][..., None, :] * math.factorial(k) for k in range(1, order + 1)]
-            return _taylor.taylor_pullback(self.layers, tape, grad_T[0], grads)
+            return self.pull_taylor(grad_T[0], grads, saved, cache, None, False)[2]
 
         return T, pullback
 
-    def _laplacian_and_pullback(self, x: Array, dims: tuple[int, ...]) -> tuple[Array, Callable[[Array], list[Array]]]:
-        batch, d, R = x.shape[:-1], x.shape[-1], len(dims)
-        groups = (R,)
+    def _laplacian_and_pullback(self, x: Array, dims: Sequence[int]) -> tuple[Array, Callable[[Array], list[Array]]]:
+        """The collapsed Taylor pass: the first coefficients of the unit directions of ``dims``
+        and one summed second coefficient; ``L = 2 sum_k y_2[k]``."""
+        batch, d, groups = x.shape[:-1], x.shape[-1], (len(dims),)
         E = np.eye(d, dtype=x.dtype)[list(dims)]
-        series = [np.broadcast_to(E, batch + E.shape), _zeros(x.dtype, batch + (1, d))]
-        _, out, tape = _taylor.taylor_pass(self.layers, x, series, groups, keep=True)
-        L = 2 * out[1][..., 0, :]  # T[2] = 2 y_2, summed over the directions
+        series = [np.broadcast_to(E, batch + E.shape), zeros(x.dtype, batch + (1, d))]
+        _, cache = self._trace(x, self._forward_stop)  # the final constant Jacobians need no values
+        out, saved = self.push_taylor(series, cache, groups)
+        L = 2 * out[1][..., 0, :]
 
         def pullback(grad_L: Array) -> list[Array]:
-            grads = [_zeros(out[0].dtype, out[0].shape), 2 * grad_L[..., None, :]]
-            return _taylor.taylor_pullback(self.layers, tape, None, grads, groups)
+            grads = [zeros(out[0].dtype, out[0].shape), 2 * grad_L[..., None, :]]
+            return self.pull_taylor(None, grads, saved, cache, groups, False)[2]
 
         return L, pullback
 
-    def _summed(self, compute: Callable[[Any], list[Array]], x: Array, chunk_size: Optional[int], rows: int, owner: str) -> list[Array]:
-        """``compute(part)`` summed over the parts of the batch (see :meth:`_chunks`)."""
-        parts = self._chunks(x, chunk_size, rows, owner)
-        total = compute(parts[0])
-        for part in parts[1:]:
-            for t, g in zip(total, compute(part)):
-                t += g
-        return total
-
-    def _chunks(self, x: Array, chunk_size: Optional[int], rows: int, owner: str) -> list[Any]:
-        """Index expressions that cut the batch into chunks of ``chunk_size`` samples, or by default
-        of as many as the memory budget allows for ``rows`` rows per sample; ``[...]`` for one point."""
-        if chunk_size is not None:
-            chunk_size = as_positive_int(chunk_size, "chunk_size", owner)
-        if x.ndim == 1:
-            return [Ellipsis]
-        chunk = self._auto_chunk_size(x, rows) if chunk_size is None else chunk_size
-        return [slice(start, start + chunk) for start in range(0, max(len(x), 1), chunk)]
-
-    def _width_out(self, x: Array) -> int:
-        width = x.shape[-1]
-        for layer in self.layers:
-            width = width if layer.d_out is None else layer.d_out
-        return width
-
-    def _warn_if_piecewise_linear(self, owner: str, order: int) -> None:
-        if order >= 2 and all(layer.piecewise_linear for layer in self.layers):
+    def _taylor_input(self, x: npt.ArrayLike, owner: str, order: Any, params: bool = False) -> Array:
+        """Validate ``x``, check the layers' Taylor rules, warn about zero curvature from order 2."""
+        x = as_input(x, self.d_in, owner)
+        rules = ("taylor", "taylor_vjp", "param_grad") if params else ("taylor",)
+        require(self, rules, owner)  # type: ignore[arg-type]
+        if isinstance(order, (int, np.integer)) and order >= 2 and self.piecewise_linear:
+            names = sorted({type(layer).__name__ for layer in _leaves(self)})
             warnings.warn(
-                f"{owner}: every layer is piecewise linear ("
-                + ", ".join(sorted({type(layer).__name__ for layer in self.layers}))
-                + "), so derivatives of order 2 and more are zero almost everywhere. For nonzero "
-                "curvature use smooth activations such as Tanh, Softplus, GELU or SiLU.",
+                f"{owner}: every layer is piecewise linear ({', '.join(names)}), so derivatives of order 2 "
+                "and more are zero almost everywhere. For nonzero curvature use smooth activations such "
+                "as Tanh, Softplus, GELU or SiLU.",
                 ZeroCurvatureWarning,
                 stacklevel=3,
             )
+        return x
+
+    def _width_out(self, x: Array) -> int:
+        return self.footprint(x.shape[-1])[0]
+
+
+def _default_taylor(layer: Layer) -> bool:
+    """Whether the layer's Taylor rule and step are the generic ones (a constant Jacobian's:
+    ``tangent`` on every coefficient), which :meth:`TaylorMethods._derivatives_along_line` fuses."""
+    return type(layer).taylor is Layer.taylor and type(layer).push_taylor is LayerSteps.push_taylor
+
+
+def _line(v: Array, order: int) -> list[Array]:
+    """The coefficients of the line ``x + t v``, one path per sample: ``[v, 0, ..., 0]``."""
+    if not order:
+        return []
+    direction = v[..., None, :]
+    return [direction] + [zeros(v.dtype, direction.shape)] * (order - 1)
+
+
+def _stack_derivatives(y: Array, out: list[Array]) -> Array:
+    """``T`` of shape ``(K + 1, *batch, d_out)``: ``y`` and ``k! y_k`` of the one path per sample."""
+    T = np.empty((len(out) + 1,) + y.shape, dtype=np.result_type(y, *out))
+    T[0] = y
+    for k, y_k in enumerate(out, 1):
+        np.multiply(y_k[..., 0, :], math.factorial(k), out=T[k])
+    return T
 
 
 def _rows(layers: Sequence[Layer], d_in: int, counts: list[int], line: bool = False, tape: bool = False) -> int:
-    """Rows per sample to charge the memory budget (``Network._auto_chunk_size`` charges
+    """Rows per sample to charge the memory budget (``Network._per_sample_bytes`` charges
     ``2 * rows * widest`` items per sample) for a Taylor pass whose coefficient ``k`` has
     ``counts[k-1]`` rows per sample.
 
@@ -430,7 +473,7 @@ def _rows(layers: Sequence[Layer], d_in: int, counts: list[int], line: bool = Fa
     """
     widths, width = [], d_in
     for layer in layers:
-        out = width if layer.d_out is None else layer.d_out
+        out = layer.footprint(width)[0]
         widths.append((width, out))
         width = out
     stop = len(layers)
@@ -449,7 +492,7 @@ def _rows(layers: Sequence[Layer], d_in: int, counts: list[int], line: bool = Fa
     return max(1, -(-need // (2 * widest)))
 
 
-def _biharmonic_directions(d: int, dims: tuple[int, ...]) -> tuple[Array, tuple[int, ...], list[float]]:
+def _biharmonic_directions(d: int, dims: Sequence[int]) -> tuple[Array, tuple[int, ...], list[float]]:
     """Directions ``e_k`` and ``e_k +- e_l`` (``k < l`` in ``dims``), their groups and weights.
 
     ``sum_k w z_k**4 + sum_{k<l} ((z_k + z_l)**4 + (z_k - z_l)**4) / 6 = |z|**4``

@@ -86,6 +86,71 @@ def as_finite_real(value: Any, name: str, owner: str) -> float:
     return result
 
 
+def direction(v: Any, shape: tuple[int, ...], owner: str, name: str, broadcast: bool = True) -> Array:
+    """``v`` of the given shape, or (``broadcast``) of its last axis alone broadcast over a batch."""
+    v = as_float_array(v, name)
+    if v.shape == shape:
+        return v
+    if broadcast and len(shape) == 2 and v.shape == shape[1:]:
+        return np.broadcast_to(v, shape)
+    expected = f"{shape}" + (f" or ({shape[1]},)" if broadcast and len(shape) == 2 else "")
+    raise ValueError(f"{owner} expects {name} of shape {expected}; got shape {v.shape}.")
+
+
+def input_dims(dims: Any, d_in: int, owner: str) -> list[int]:
+    """The input indices ``dims`` (all ``d_in`` of them when ``None``), checked."""
+    if dims is None:
+        return list(range(d_in))
+    if isinstance(dims, (str, bytes)) or np.ndim(dims) != 1:
+        raise TypeError(f"{owner} expects dims to be a sequence of input indices; got {dims!r}.")
+    values = list(dims)
+    if not values:
+        raise ValueError(f"{owner} expects dims to name at least one input; got an empty sequence.")
+    for k in values:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"{owner} expects dims of integers; got {k!r} in {values!r}.")
+        if not 0 <= k < d_in:
+            raise ValueError(f"{owner} expects dims in the range 0 to {d_in - 1} (d_in = {d_in}); got {k}.")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{owner} expects dims without repeats; got {values!r}.")
+    return [int(k) for k in values]
+
+
+def method_and_samples(method: Any, samples: Any, owner: str) -> tuple[str, int]:
+    """Check an estimator choice: ``("exact", 0)`` or ``("hutchinson", samples)``."""
+    if method not in ("exact", "hutchinson"):
+        raise ValueError(f"{owner} expects method 'exact' or 'hutchinson'; got {method!r}.")
+    if method == "exact":
+        if samples is not None:
+            raise ValueError(f"{owner}: samples applies to method='hutchinson' only; got samples={samples!r}.")
+        return method, 0
+    if samples is None:
+        raise ValueError(f"{owner}: method='hutchinson' needs samples, the number of random directions.")
+    if isinstance(samples, (bool, np.bool_)) or not isinstance(samples, (int, np.integer)):
+        raise TypeError(f"{owner} expects samples to be a positive integer; got {samples!r}.")
+    if samples < 1:
+        raise ValueError(f"{owner} expects samples to be a positive integer; got {samples!r}.")
+    return method, int(samples)
+
+
+def hutchinson_directions(x: Array, samples: int, dims: Any, seed: Any) -> Array:
+    """Rademacher directions ``(*batch, samples, d_in)``: +-1 on ``dims``, 0 elsewhere.
+
+    Drawn whole with ``numpy.random.default_rng(seed)`` (as int8, converted chunk by
+    chunk), so the estimate does not depend on the chunk size.
+    """
+    rng = np.random.default_rng(seed)
+    dims = list(dims)
+    signs = rng.integers(0, 2, size=x.shape[:-1] + (samples, len(dims)), dtype=np.int8)
+    signs *= 2
+    signs -= 1
+    if len(dims) == x.shape[-1] and dims == list(range(len(dims))):
+        return signs
+    V = np.zeros(x.shape[:-1] + (samples, x.shape[-1]), dtype=np.int8)
+    V[..., dims] = signs
+    return V
+
+
 def as_order(order: Any, owner: str) -> int:
     """A derivative order: a non-negative integer (booleans refused)."""
     if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)):
@@ -93,43 +158,3 @@ def as_order(order: Any, owner: str) -> int:
     if order < 0:
         raise ValueError(f"{owner} expects order to be a non-negative integer; got {order!r}.")
     return int(order)
-
-
-def as_dims(dims: Any, d_in: int, owner: str) -> tuple[int, ...]:
-    """Input indices: ``None`` for all ``d_in`` of them, else distinct integers in ``0..d_in-1``."""
-    if dims is None:
-        return tuple(range(d_in))
-    if isinstance(dims, (int, np.integer)) or not hasattr(dims, "__iter__"):
-        raise TypeError(f"{owner} expects dims to be a sequence of input indices, such as [0, 2]; got {dims!r}.")
-    items = list(dims)
-    if any(isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) for k in items):
-        raise TypeError(f"{owner} expects dims to hold integer input indices; got {dims!r}.")
-    if not items:
-        raise ValueError(f"{owner} expects at least one index in dims; got an empty sequence.")
-    outside = [int(k) for k in items if not 0 <= k < d_in]
-    if outside:
-        raise ValueError(f"{owner} expects dims in 0..{d_in - 1} (the network has d_in = {d_in}); got {outside}.")
-    if len(set(int(k) for k in items)) != len(items):
-        raise ValueError(f"{owner} expects distinct indices in dims; got repeated ones in {[int(k) for k in items]}.")
-    return tuple(int(k) for k in items)
-
-
-def as_positive_int(value: Any, name: str, owner: str) -> int:
-    """A positive integer such as a number of samples (booleans refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner} expects {name} to be a positive integer; got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{owner} expects {name} to be a positive integer; got {value!r}.")
-    return int(value)
-
-
-def as_shaped(a: Any, shape: tuple[int, ...], name: str, owner: str, broadcast: bool = False) -> Array:
-    """``a`` as a float array of exactly ``shape``; with ``broadcast``, a ``(shape[-1],)`` vector is
-    repeated over the leading axes."""
-    arr = as_float_array(a, name)
-    if arr.shape == shape:
-        return arr
-    if broadcast and len(shape) > 1 and arr.shape == shape[-1:]:
-        return np.broadcast_to(arr, shape)
-    expected = f"{shape}" + (f" or ({shape[-1]},)" if broadcast and len(shape) > 1 else "")
-    raise ValueError(f"{owner} expects {name} of shape {expected}; got shape {arr.shape}.")

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from scipy.special import expit, ndtr
 
 from ._typing import Array, Cache
 from ._validation import as_finite_real
-from .layer import Elementwise, Layer, _diagonal, returns_new
+from ._blocks import diagonal_view
+from ._steps import fused
+from .layer import Elementwise, Layer
 
 
 class ReLU(Elementwise):
@@ -60,6 +62,7 @@ class ReLU(Elementwise):
     def fsecond(self, x: Array, y: Array) -> Array:
         return np.zeros_like(x)
 
+    @fused("fprime", "fsecond")
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         return _piecewise_linear_derivatives(self.fprime(x, y), order)
 
@@ -101,6 +104,7 @@ class Sigmoid(Elementwise):
     def fsecond(self, x: Array, y: Array) -> Array:
         return self._fsecond_from(self.fprime(x, y), x)
 
+    @fused("fprime", "fsecond")
     def fprimes(self, x: Array, y: Array) -> tuple[Array, Array]:
         d = self.fprime(x, y)
         return d, self._fsecond_from(d, x)
@@ -112,6 +116,7 @@ class Sigmoid(Elementwise):
         d2 *= d
         return d2
 
+    @fused("fprime", "fsecond")
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         return _logistic_derivatives(x, y, order)
 
@@ -158,6 +163,7 @@ class Tanh(Elementwise):
     def fsecond(self, x: Array, y: Array) -> Array:
         return self._fsecond_from(self.fprime(x, y), y)
 
+    @fused("fprime", "fsecond")
     def fprimes(self, x: Array, y: Array) -> tuple[Array, Array]:
         d = self.fprime(x, y)
         return d, self._fsecond_from(d, y)
@@ -168,6 +174,7 @@ class Tanh(Elementwise):
         d2 *= -2
         return d2
 
+    @fused("fprime", "fsecond")
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         # f^(k) = sech^2(x) R_k(tanh x): f' accurate as above, R_k(+-1) = (-2)^(k-1) != 0
         if order < 1:
@@ -210,14 +217,12 @@ class Softmax(Layer):
         s /= s.sum(axis=-1, keepdims=True)
         return s, s
 
-    @returns_new
     def backward(self, dy: Array, cache: Cache) -> Array:
         s = cache[..., None, :]
         dx = dy * s
         dx -= s * dx.sum(axis=-1, keepdims=True)
         return dx
 
-    @returns_new
     def tangent(self, dx: Array, cache: Cache) -> Array:
         return self.backward(dx, cache)
 
@@ -236,10 +241,11 @@ class Softmax(Layer):
         q -= q.sum(axis=-1, keepdims=True) * s
         return q.sum(axis=-2)
 
+    @fused("backward")
     def jacobian(self, y: Array, cache: Cache) -> Array:
         s = cache
         J = s[..., :, None] * -s[..., None, :]
-        _diagonal(J)[...] += s
+        diagonal_view(J)[...] += s
         return J
 
     def taylor(self, series: list[Array], cache: Cache) -> list[Array]:
@@ -258,7 +264,7 @@ class Softmax(Layer):
         dots = [[_dot(y[b], grads[k - 1]) for k in range(1, K + 1)] for b in range(K + 1)]  # dots[b][k-1]
         grad = []
         for m in range(K + 1):
-            total = 0
+            total: Any = 0
             for k in range(max(m, 1), K + 1):
                 term = y[k - m] * grads[k - 1]
                 for a in range(k - m + 1):
@@ -325,13 +331,11 @@ class LogSoftmax(Layer):
         y -= np.log1p(rest)
         return y, s
 
-    @returns_new
     def backward(self, dy: Array, cache: Cache) -> Array:
         dx = dy.sum(axis=-1, keepdims=True) * cache[..., None, :]
         np.subtract(dy, dx, out=dx)
         return dx
 
-    @returns_new
     def tangent(self, dx: Array, cache: Cache) -> Array:
         dy = dx * cache[..., None, :]
         np.subtract(dx, dy.sum(axis=-1, keepdims=True), out=dy)
@@ -354,6 +358,7 @@ class LogSoftmax(Layer):
         q -= q.sum(axis=-1, keepdims=True) * s
         return q.sum(axis=-2)
 
+    @fused("backward")
     def jacobian(self, y: Array, cache: Cache) -> Array:
         s = cache
         return np.eye(s.shape[-1], dtype=s.dtype) - s[..., None, :]
@@ -421,6 +426,7 @@ class Identity(Elementwise):
     def fsecond(self, x: Array, y: Array) -> Array:
         return np.zeros_like(x)
 
+    @fused("fprime", "fsecond")
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         return _piecewise_linear_derivatives(self.fprime(x, y), order)
 
@@ -464,6 +470,7 @@ class Softplus(Elementwise):
     def fsecond(self, x: Array, y: Array) -> Array:
         return _sigmoid_prime(x, expit(x))
 
+    @fused("fprime", "fsecond")
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         # f' is the logistic s, so f^(k) = s^(k-1)
         if order < 1:
@@ -529,6 +536,7 @@ class LeakyReLU(Elementwise):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha!r})"
 
+    @fused("fprime", "fsecond")
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         return _piecewise_linear_derivatives(self.fprime(x, y), order)
 
@@ -608,6 +616,7 @@ class ELU(Elementwise):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha!r})"
 
+    @fused("fprime", "fsecond")
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         # every derivative of alpha * expm1(x) is alpha * exp(x); of x, only the first is nonzero
         if order < 1:
@@ -678,6 +687,7 @@ class GELU(Elementwise):
         d *= square
         return d
 
+    @fused("fprime", "fsecond")
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         # f^(k) = x Phi^(k) + k Phi^(k-1) = (-1)^(k-1) phi(x) (He_k(x) - He_(k-2)(x)) for k >= 2,
         # with phi^(m) = (-1)^m He_m phi (Hermite polynomials); x clipped where phi = 0
@@ -747,6 +757,7 @@ class SiLU(Elementwise):
         d *= t
         return d
 
+    @fused("fprime", "fsecond")
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         # f^(k) = x s^(k) + k s^(k-1) = s(x) s(-x) (x R_k(tau) + 2k R_(k-1)(tau)) / 2^(k-1) for k >= 2,
         # tau = tanh(x/2) (see _logistic_derivatives); x clipped where s(x) s(-x) = 0
@@ -801,6 +812,7 @@ class Sin(Elementwise):
 
 #: 1 / sqrt(2 pi), the normal density at 0.
 
+    @fused("fprime", "fsecond")
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         # cos, -sin, -cos, sin, and again
         cos = np.cos(x)
@@ -894,7 +906,8 @@ def _tanh_polynomial(k: int) -> tuple[int, ...]:
 @functools.lru_cache(maxsize=None)
 def _hermite_polynomial(k: int) -> tuple[int, ...]:
     """Coefficients of the probabilists' Hermite polynomial ``He_k``: ``phi^(k) = (-1)^k He_k phi``."""
-    below, current = (1,), (0, 1)
+    below: tuple[int, ...] = (1,)
+    current: tuple[int, ...] = (0, 1)
     if k == 0:
         return below
     for n in range(1, k):  # He_(n+1) = x He_n - n He_(n-1)

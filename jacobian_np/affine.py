@@ -9,7 +9,9 @@ import numpy.typing as npt
 
 from ._typing import Array, Cache
 from ._validation import as_parameter, check_last_axis
-from .layer import Layer, returns_new
+from ._blocks import Block, Diag, Eye
+from ._steps import fused
+from .layer import Layer
 
 
 class Affine(Layer):
@@ -84,7 +86,7 @@ class Affine(Layer):
         if self.b is not None and self.b.dtype != self.W.dtype:
             dtype = np.promote_types(self.W.dtype, self.b.dtype)
             self.W, self.b = self.W.astype(dtype), self.b.astype(dtype)
-        self._W_T = _read_only(self.W.T)
+        self._views: dict[str, Array] = {}
 
     def forward(self, x: Array) -> tuple[Array, Cache]:
         y = _matmul_last_axis(x, self.W, "Affine", "x")
@@ -92,24 +94,47 @@ class Affine(Layer):
             y += self.b
         return y, x
 
-    @returns_new
     def backward(self, dy: Array, cache: Cache) -> Array:
         return _matmul_last_axis(dy, self.W.T, "Affine.backward", "dy")
 
-    @returns_new
     def tangent(self, dx: Array, cache: Cache) -> Array:
         return _matmul_last_axis(dx, self.W, "Affine.tangent", "dx")
 
     def cost(self, rows: int, width_in: int, width_out: int) -> int:
         return rows * width_in * width_out
 
+    @fused("backward")
     def jacobian(self, y: Array, cache: Cache) -> Array:
-        J = self._W_T  # a read-only view of the weights: callers must copy to write
-        if J.base is not self.W:  # W was replaced since the view was made
-            J = self._W_T = _read_only(self.W.T)
+        J = self._weights_view("T")  # read-only: callers must copy to write
         if y.ndim == 1:  # one point: skip np.broadcast_to, which costs microseconds
             return J
         return np.broadcast_to(J, y.shape[:-1] + J.shape)
+
+    # --- fused steps: the symbolic identity becomes the weights, a diagonal scales them
+
+    @fused("backward")
+    def pull(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
+        if isinstance(block, Eye):
+            return self.jacobian(block.at, cache), False
+        if isinstance(block, Diag):  # C order: what the next matrix product reads fastest
+            return np.multiply(block.d[..., :, None], self._weights_view("T"), order="C"), True
+        return self.backward(block, cache), True  # a matrix product: a new array
+
+    @fused("tangent")
+    def push(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
+        if isinstance(block, Eye):
+            W = self._weights_view("")
+            return (W if block.at.ndim == 1 else np.broadcast_to(W, block.at.shape[:-1] + W.shape)), False
+        if isinstance(block, Diag):
+            return np.multiply(block.d[..., :, None], self.W, order="C"), True
+        return self.tangent(block, cache), True
+
+    def _weights_view(self, kind: str) -> Array:
+        """A read-only view of ``W`` (``kind=""``) or ``W.T`` (``"T"``), made once per array ``W``."""
+        view = self._views.get(kind)
+        if view is None or view.base is not self.W:  # W was replaced since the view was made
+            view = self._views[kind] = _read_only(self.W.T if kind else self.W)
+        return view
 
     def __repr__(self) -> str:
         return f"Affine(d_in={self.d_in}, d_out={self.d_out})"

@@ -1,33 +1,32 @@
 """The layer protocol and the shared base of elementwise activations.
 
-See ``docs/conventions.md`` for the shapes and ``docs/adding_a_layer.md`` for a
-worked example of a user layer.
+A layer's derivative rules live in its class, side by side with its function.
+The engine calls them through the steps of :mod:`jacobian_np._steps`, whose
+generic defaults are built from these rules.  See ``docs/conventions.md`` for the
+shapes and ``docs/adding_a_layer.md`` for a worked example of a user layer.
 """
 
 from __future__ import annotations
 
 import abc
-import math
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import numpy as np
 
+from ._blocks import Block, Diag, Eye, diag_embed
+from ._series import compose, is_zero, nonzero, or_zeros, series_powers, sum_of_products, zeros
+from ._steps import LayerSteps, Pairs, drop_stale_fast_paths, fused, optional, pair_rows
 from ._typing import Array, Cache
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: Rules that only a layer with parameters needs.
+_PARAMETER_RULES = ("param_grad", "tangent_param_grad")
+#: Rules that only a layer whose Jacobian depends on its input needs.
+_CURVATURE_RULES = ("curvature", "tangent_grad")
+#: Taylor-mode rules, whose defaults serve layers with constant Jacobians.
+_TAYLOR_RULES = ("taylor", "taylor_vjp")
 
 
-def returns_new(method: F) -> F:
-    """Mark a built-in ``backward`` or ``tangent`` as returning a newly allocated array.
-
-    :class:`~jacobian_np.Network` may then update that array in place.  An
-    overriding method is not marked unless it is decorated too.
-    """
-    method.returns_new = True  # type: ignore[attr-defined]
-    return method
-
-
-class Layer(abc.ABC):
+class Layer(LayerSteps, abc.ABC):
     """A differentiable map applied to the last axis of its input.
 
     A subclass implements :meth:`forward` and :meth:`backward`; everything else has a
@@ -128,7 +127,8 @@ class Layer(abc.ABC):
 
         This seeds a backward pass without multiplying by an identity matrix.  The
         default propagates an identity seed through :meth:`backward`; layers override
-        it with a direct formula when they have one.
+        it with a direct formula when they have one (marked ``@fused("backward")``, so
+        that a subclass overriding ``backward`` gets the default back).
 
         Parameters
         ----------
@@ -155,6 +155,7 @@ class Layer(abc.ABC):
         seed = np.broadcast_to(np.eye(width, dtype=y.dtype), y.shape[:-1] + (width, width))
         return self.backward(seed, cache)
 
+    @optional
     def tangent(self, dx: Array, cache: Cache) -> Array:
         """Push a block of tangents through the layer (forward mode).
 
@@ -189,6 +190,7 @@ class Layer(abc.ABC):
             f"{type(self).__name__} does not implement tangent(dx, cache), which forward mode needs."
         )
 
+    @optional
     def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
         """Second directional derivatives of the layer, for pairs of directions.
 
@@ -223,6 +225,7 @@ class Layer(abc.ABC):
             "which second-order derivatives need."
         )
 
+    @optional
     def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
         """Gradient with respect to the layer's input of ``sum_k <w_k, J u_k>``.
 
@@ -269,6 +272,7 @@ class Layer(abc.ABC):
         """
         return []
 
+    @optional
     def param_grad(self, dy: Array, cache: Cache) -> list[Array]:
         """Gradient of ``sum(dy * y)`` with respect to each of :attr:`params`.
 
@@ -279,6 +283,7 @@ class Layer(abc.ABC):
             f"{type(self).__name__} has parameters but does not implement param_grad(dy, cache)."
         )
 
+    @optional
     def tangent_param_grad(self, dT: Array, T: Array, cache: Cache) -> list[Array]:
         """Gradient of ``sum(dT * tangent(T))`` with respect to each of :attr:`params`.
 
@@ -307,9 +312,63 @@ class Layer(abc.ABC):
         """
         return rows * max(width_in, width_out)
 
+    def footprint(self, width_in: int) -> tuple[int, int, int]:
+        """``(width_out, widest, kept)``: the output width, the widest block the layer
+        handles and the values its cache keeps, per sample, for input width ``width_in``.
+
+        Chunking sizes batches from these (:func:`~jacobian_np.set_memory_budget`).
+        The default fits layers that keep their input and output; composite layers
+        add up their children.
+        """
+        width_out = width_in if self.d_out is None else self.d_out
+        return width_out, max(width_in, width_out), width_in + width_out
+
+    def supports(self, rule: str) -> bool:
+        """Whether the layer can do what ``rule`` needs (``"tangent"``, ``"curvature"``, ...).
+
+        The one capability check of the package: passes and checks ask it before
+        they start, and :meth:`lacking` names the layers that cannot.
+
+        Examples
+        --------
+        >>> from jacobian_np import Layer, Tanh
+        >>> Tanh().supports("tangent"), Tanh().supports("curvature")
+        (True, True)
+        >>> class Scale(Layer):
+        ...     def forward(self, x):
+        ...         return 2 * x, None
+        ...     def backward(self, dy, cache):
+        ...         return 2 * dy
+        >>> Scale().supports("tangent")
+        False
+        """
+        return not self.lacking(rule)
+
+    def lacking(self, rule: str) -> list[str]:
+        """Names of the layers (this one, or for a composite its parts) that lack ``rule``.
+
+        A rule whose default raises is lacking while the class inherits that
+        default; ``param_grad`` and ``tangent_param_grad`` are needed only by layers
+        with parameters, ``curvature`` and ``tangent_grad`` only by layers whose
+        Jacobian is not constant.
+        """
+        if rule in _PARAMETER_RULES and not self.params:
+            return []
+        if (rule in _CURVATURE_RULES or rule in _TAYLOR_RULES) and self.constant_jacobian:
+            return []
+        method = getattr(type(self), rule, None)
+        if method is None or getattr(method, "missing", False):
+            return [type(self).__name__]
+        return []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        drop_stale_fast_paths(cls)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    @optional
     def taylor(self, series: list[Array], cache: Cache) -> list[Array]:
         """Push truncated Taylor series through the layer (Taylor mode).
 
@@ -363,6 +422,7 @@ class Layer(abc.ABC):
             f"{type(self).__name__} does not implement taylor(series, cache), which Taylor mode needs."
         )
 
+    @optional
     def taylor_vjp(
         self, series: list[Array], grads: list[Array], cache: Cache
     ) -> tuple[Optional[Array], list[Array], list[Array]]:
@@ -422,8 +482,8 @@ class Layer(abc.ABC):
             )
         if len(live) == len(grads):
             return None, list(self.backward(np.stack(grads), cache)) if grads else [], param_grads
-        probe = self.backward(grads[0][..., :0, :], cache) if grads else None
-        grad_series = [zeros(probe.dtype, g_k.shape[:-1] + probe.shape[-1:]) for g_k in grads] if grads else []
+        probe = self.backward(grads[0][..., :0, :], cache)  # no rows: the shape and dtype of adjoints
+        grad_series = [zeros(probe.dtype, g_k.shape[:-1] + probe.shape[-1:]) for g_k in grads]
         for k, dx_k in zip(live, self.backward(np.stack([grads[k] for k in live]), cache) if live else []):
             grad_series[k] = dx_k
         return None, grad_series, param_grads
@@ -445,10 +505,10 @@ class Elementwise(Layer):
     ``tangent`` (forward mode) is the same because the Jacobian is diagonal,
     ``curvature`` (second order) is ``u * v * f''(x)[..., None, :]``,
     ``jacobian`` places ``f'(x)`` on a diagonal and ``diagonal`` returns ``f'(x)``.
-    The width is unchanged.  :class:`~jacobian_np.Network` applies these layers
-    through ``diagonal``, as a scaling of the block it carries (in place when it
-    can), so a subclass defines its derivative through ``fprime``; overriding
-    ``backward`` or ``tangent`` does not change what a network computes.
+    The width is unchanged.  Passes apply these layers as a scaling of the block
+    they carry (in place when they can); a subclass that overrides ``backward``,
+    ``tangent``, ``curvature`` or ``tangent_grad`` loses that fast path, so its
+    override is what every method of :class:`~jacobian_np.Network` computes.
 
     Examples
     --------
@@ -473,6 +533,7 @@ class Elementwise(Layer):
     def fprime(self, x: Array, y: Array) -> Array:
         """The derivative ``f'(x)`` elementwise; ``y`` is ``f(x)``."""
 
+    @optional
     def fsecond(self, x: Array, y: Array) -> Array:
         """The second derivative ``f''(x)`` elementwise; ``y`` is ``f(x)``.
 
@@ -487,47 +548,20 @@ class Elementwise(Layer):
         """``(f'(x), f''(x))`` together, for second-order passes.
 
         The default calls :meth:`fprime` and :meth:`fsecond`; activations whose
-        ``f''`` is built on ``f'`` override it to compute ``f'`` once.  A subclass
-        that overrides ``fprime`` or ``fsecond`` but not ``fprimes`` gets this
-        default back, so the shortcut of a parent class cannot disagree with it.
+        ``f''`` is built on ``f'`` override it, marked ``@fused("fprime", "fsecond")``,
+        to compute ``f'`` once; a subclass that overrides ``fprime`` or ``fsecond``
+        gets this default back, so the shortcut cannot disagree with it.
         """
         return self.fprime(x, y), self.fsecond(x, y)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if ("fprime" in vars(cls) or "fsecond" in vars(cls)) and "fprimes" not in vars(cls):
-            cls.fprimes = Elementwise.fprimes  # type: ignore[method-assign]
-        if ("fprime" in vars(cls) or "fsecond" in vars(cls)) and "derivatives" not in vars(cls):
-            cls.derivatives = Elementwise.derivatives  # type: ignore[method-assign]
 
     def forward(self, x: Array) -> tuple[Array, Cache]:
         y = self.f(x)
         return y, (x, y)
 
-    def backward(self, dy: Array, cache: Cache) -> Array:
-        return dy * self.fprime(*cache)[..., None, :]
-
-    def tangent(self, dx: Array, cache: Cache) -> Array:
-        return self.backward(dx, cache)  # a diagonal Jacobian is its own transpose
-
-    def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
-        product = u * v
-        product *= self.fsecond(*cache)[..., None, :]
-        return product
-
-    def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
-        grad = (w * u).sum(axis=-2)
-        grad *= self.fsecond(*cache)
-        return grad
-
-    def jacobian(self, y: Array, cache: Cache) -> Array:
-        return _diag_embed(self.diagonal(cache))
-
     def diagonal(self, cache: Cache) -> Array:
         """The diagonal of the Jacobian, ``f'(x)``, of shape ``(*batch, d)``.
 
-        :class:`~jacobian_np.Network` uses it to apply trailing activations as a row
-        scaling instead of a dense diagonal matrix.
+        The first-order rules of the class are built on it.
 
         Examples
         --------
@@ -540,6 +574,82 @@ class Elementwise(Layer):
         x, y = cache
         return self.fprime(x, y)
 
+    def backward(self, dy: Array, cache: Cache) -> Array:
+        return dy * self.diagonal(cache)[..., None, :]
+
+    def tangent(self, dx: Array, cache: Cache) -> Array:
+        return dx * self.diagonal(cache)[..., None, :]  # a diagonal Jacobian is its own transpose
+
+    def curvature(self, u: Array, v: Array, cache: Cache) -> Array:
+        product = u * v
+        product *= self.fsecond(*cache)[..., None, :]
+        return product
+
+    def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
+        grad = (w * u).sum(axis=-2)
+        grad *= self.fsecond(*cache)
+        return grad
+
+    @fused("backward")
+    def jacobian(self, y: Array, cache: Cache) -> Array:
+        return diag_embed(self.diagonal(cache))
+
+    def lacking(self, rule: str) -> list[str]:
+        if rule in _CURVATURE_RULES:  # built on f''
+            rule = "fsecond"
+        return super().lacking(rule)
+
+    # --- fused steps: the Jacobian is diagonal, so a block is scaled (in place when owned)
+
+    @fused("backward")
+    def pull(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
+        d = self.diagonal(cache)
+        if isinstance(block, Eye):
+            return Diag(d, cache[0]), True
+        if isinstance(block, Diag):
+            return Diag(block.d * d, cache[0]), True
+        return _scaled(block, d, owned), True
+
+    @fused("tangent")
+    def push(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
+        d = self.diagonal(cache)
+        if isinstance(block, Eye):
+            return Diag(d, cache[1]), True
+        if isinstance(block, Diag):
+            return Diag(block.d * d, cache[1]), True
+        return _scaled(block, d, owned), True
+
+    @fused("tangent", "curvature")
+    def push_second(
+        self, T: Array, S: Optional[Array], cache: Cache, pairs: Pairs, collapse: bool, tangents: bool
+    ) -> tuple[Optional[Array], Optional[Array]]:
+        # f' and f'' once, for the three products J T, J S and D^2 f[u, v]
+        first, second = (g[..., None, :] for g in self.fprimes(*cache))
+        u, v = pair_rows(T, pairs)
+        bend = (u * v).sum(axis=-2, keepdims=True) if collapse else u * v
+        bend *= second
+        if S is not None:
+            bend += S * first
+        return (T * first if tangents else None), bend
+
+    @fused("tangent", "backward", "tangent_grad")
+    def push_tangents(self, T: Array, cache: Cache) -> tuple[Array, Any]:
+        first, second = self.fprimes(*cache)
+        return T * first[..., None, :], (T, first, second)
+
+    @fused("tangent", "backward", "tangent_grad")
+    def pull_tangents(
+        self, dz: Optional[Array], dT: Array, saved: Any, cache: Cache, need_input: bool
+    ) -> tuple[Optional[Array], Optional[Array], list[Array]]:
+        if not need_input:
+            return None, None, []
+        T_in, first, second = saved  # dz_in = f' dz + f'' sum_k dT_k T_k
+        dz_in = (dT * T_in).sum(axis=-2)
+        dz_in *= second
+        if dz is not None:
+            dz_in += dz * first
+        return dz_in, dT * first[..., None, :], []
+
     def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
         """``[f'(x), f''(x), ..., f^(order)(x)]`` elementwise; ``y`` is ``f(x)``.
 
@@ -547,8 +657,8 @@ class Elementwise(Layer):
         reverse mode up to ``K + 1``).  The default builds them from
         :meth:`fprime` and :meth:`fsecond`, so it serves orders up to 2 and raises
         ``NotImplementedError`` beyond; the built-in activations override it with
-        formulas of every order.  A subclass that overrides ``fprime`` or
-        ``fsecond`` but not ``derivatives`` gets this default back, so that the
+        formulas of every order, marked ``@fused("fprime", "fsecond")``: a subclass
+        that overrides ``fprime`` or ``fsecond`` gets this default back, so that the
         orders cannot disagree.  The arrays may be shared: never write into them.
 
         Examples
@@ -577,17 +687,17 @@ class Elementwise(Layer):
         ``y_k = sum_{j=1..k} c_j [t^k] h(t)^j``, the powers of ``h`` built by
         repeated series products.  A ``piecewise_linear`` layer has ``c_j = 0``
         for ``j >= 2``, so ``y_k = f'(x_0) x_k``.  Zero coefficients passed as
-        broadcast zeros (:func:`zeros`) are skipped.
+        broadcast zeros (:func:`~jacobian_np._series.zeros`) are skipped.
         """
         if not series:
             return []
         x, y = cache
-        xs = _nonzero(series)
+        xs = nonzero(series)
         if self.piecewise_linear:
             first = self.fprime(x, y)[..., None, :]
-            return [_or_zeros(None if x_k is None else x_k * first, x_k_in, first) for x_k, x_k_in in zip(xs, series)]
+            return [or_zeros(None if x_k is None else x_k * first, x_k_in, first) for x_k, x_k_in in zip(xs, series)]
         derivatives = self.derivatives(x, y, len(series))
-        return [_or_zeros(y_k, series[0], derivatives[0]) for y_k in _compose(derivatives, _series_powers(xs))]
+        return [or_zeros(y_k, series[0], derivatives[0]) for y_k in compose(derivatives, series_powers(xs))]
 
     def taylor_vjp(
         self, series: list[Array], grads: list[Array], cache: Cache
@@ -604,90 +714,23 @@ class Elementwise(Layer):
             return None, [], []
         x, y = cache
         K = len(series)
-        gs = _nonzero(grads)
+        gs = nonzero(grads)
         if self.piecewise_linear:  # g(t) = f'(x_0), a constant
             first = self.fprime(x, y)[..., None, :]
-            return None, [_or_zeros(None if g_k is None else g_k * first, g_k_in, first) for g_k, g_k_in in zip(gs, grads)], []
+            return None, [or_zeros(None if g_k is None else g_k * first, g_k_in, first) for g_k, g_k_in in zip(gs, grads)], []
         derivatives = self.derivatives(x, y, K + 1)
-        g = [derivatives[0][..., None, :]] + _compose(derivatives[1:], _series_powers(_nonzero(series)))
+        g = [derivatives[0][..., None, :]] + compose(derivatives[1:], series_powers(nonzero(series)))
         grad_series = [
-            _or_zeros(_sum_of_products(gs[m - 1 :], g[: K - m + 1]), grads[0], derivatives[0]) for m in range(1, K + 1)
+            or_zeros(sum_of_products(gs[m - 1 :], g[: K - m + 1]), grads[0], derivatives[0]) for m in range(1, K + 1)
         ]
-        grad_x0 = _sum_of_products(gs, g[1:])
+        grad_x0 = sum_of_products(gs, g[1:])
         return (None if grad_x0 is None else grad_x0.sum(axis=-2)), grad_series, []
-
-def zeros(dtype: Any, shape: tuple[int, ...]) -> Array:
-    """A zero Taylor coefficient that takes no memory: a read-only broadcast of one zero.
-
-    Layers never write into their inputs, so the passes give known zeros (the
-    higher coefficients of a line ``x + t v``) in this form, and the rules that
-    check for it with :func:`is_zero` skip their terms.  A layer that does not
-    check computes with them as with any array of zeros.
-    """
-    return np.broadcast_to(np.zeros((), dtype=dtype), shape)
-
-
-def is_zero(a: Array) -> bool:
-    """Whether ``a`` is a zero made by :func:`zeros` (a broadcast zero: every stride 0)."""
-    return a.size > 0 and not any(a.strides) and not a.flat[0]
-
-
-def _nonzero(series: list[Array]) -> list[Optional[Array]]:
-    """The series with its :func:`zeros` replaced by ``None``."""
-    return [None if is_zero(a) else a for a in series]
-
-
-def _or_zeros(a: Optional[Array], like: Array, other: Array) -> Array:
-    """``a``, or for ``None`` a :func:`zeros` of the shape of ``like`` and the dtype of ``like * other``."""
-    return zeros(np.result_type(like, other), like.shape) if a is None else a
-
-
-def _sum_of_products(factors: list[Optional[Array]], others: Any) -> Optional[Array]:
-    """``sum_i factors[i] * others[i]`` skipping ``None`` (zero) terms; ``None`` if none is left."""
-    total = None
-    for a, b in zip(factors, others):
-        if a is None or b is None:
-            continue
-        if total is None:
-            total = a * b
-        else:
-            total += a * b
-    return total
-
-
-def _series_powers(series: list[Optional[Array]]) -> list[list[Optional[Array]]]:
-    """The powers of ``h(t) = sum_m series[m-1] t^m`` truncated after ``t^K`` (``None`` is zero).
-
-    ``powers[j-1][k-j]`` is ``[t^k] h(t)^j`` for ``1 <= j <= k <= K`` (the lower
-    coefficients of ``h^j`` are zero), built as ``h^j = h^(j-1) h``:
-    ``[t^k] h^j = sum_{m=1}^{k-j+1} x_m [t^(k-m)] h^(j-1)``.
-    """
-    K = len(series)
-    powers = [list(series)]
-    for j in range(2, K + 1):
-        previous = powers[-1]  # previous[i] = [t^(i + j - 1)] h^(j-1)
-        powers.append(
-            [_sum_of_products(series[: k - j + 1], (previous[k - m - j + 1] for m in range(1, k - j + 2))) for k in range(j, K + 1)]
-        )
-    return powers
-
-
-def _compose(derivatives: list[Array], powers: list[list[Optional[Array]]]) -> list[Optional[Array]]:
-    """``y_k = sum_{j=1..k} derivatives[j-1] / j! * [t^k] h^j`` for ``k = 1..len(powers)`` (``None`` is zero).
-
-    ``derivatives`` holds at least ``len(powers)`` arrays of shape ``(*batch, d)``,
-    broadcast over the paths axis of the powers, ``(*batch, R, d)``.
-    """
-    K = len(powers)
-    scaled = [derivatives[j][..., None, :] / math.factorial(j + 1) for j in range(K)]
-    return [_sum_of_products([powers[j - 1][k - j] for j in range(1, k + 1)], scaled) for k in range(1, K + 1)]
 
 
 def implements(layer: Layer, method: str) -> bool:
-    """Whether ``layer`` implements the optional ``method`` (``"tangent"``, ``"curvature"``, ``"fsecond"``).
+    """Whether ``layer`` implements the optional ``method``: ``layer.supports(method)``.
 
-    The optional methods' defaults raise ``NotImplementedError``; a layer implements
-    one when its class overrides that default.
+    Kept for code written before :meth:`Layer.supports`.
 
     Examples
     --------
@@ -696,22 +739,13 @@ def implements(layer: Layer, method: str) -> bool:
     >>> implements(Tanh(), "tangent")
     True
     """
-    if method in ("curvature", "tangent_grad") and isinstance(layer, Elementwise):
-        method = "fsecond"  # Elementwise.curvature and tangent_grad are built on fsecond
-    return getattr(type(layer), method, None) not in _RAISING_DEFAULTS
+    return layer.supports(method)
 
 
-_RAISING_DEFAULTS = {Layer.tangent, Layer.curvature, Layer.tangent_grad, Elementwise.fsecond, None}
-
-
-def _diagonal(J: Array) -> Array:
-    """Writable view of the diagonals of a stack of square matrices ``(*batch, m, m)``."""
-    return np.einsum("...ii->...i", J)
-
-
-def _diag_embed(d: Array) -> Array:
-    """Stack of diagonal matrices: ``(*batch, m)`` to ``(*batch, m, m)``."""
-    out = np.zeros(d.shape + d.shape[-1:], dtype=d.dtype)
-    _diagonal(out)[...] = d
-    return out
-
+def _scaled(block: Array, d: Array, owned: bool) -> Array:
+    """``block * d[..., None, :]``: in place when the pass owns the block."""
+    d = d[..., None, :]
+    if owned and d.dtype == block.dtype and block.ndim >= d.ndim:
+        block *= d
+        return block
+    return block * d

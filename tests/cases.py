@@ -8,6 +8,7 @@ Adding a layer to ``jacobian_np.__all__`` without a case here fails
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,6 +60,69 @@ LAYER_CASES = [
     LayerCase("GELU", lambda rng: jn.GELU(), uniform(-3, 3, 4)),
     LayerCase("SiLU", lambda rng: jn.SiLU(), uniform(-3, 3, 4)),
     LayerCase("Sin", lambda rng: jn.Sin(), uniform(-3, 3, 4)),
+    LayerCase(
+        "LayerNorm",
+        lambda rng: jn.LayerNorm(4, eps=0.1, weight=rng.normal(size=4), bias=rng.normal(size=4)),
+        uniform(-3, 3, 4),
+    ),
+    LayerCase("LayerNorm-defaults", lambda rng: jn.LayerNorm(5), uniform(-3, 3, 5)),
+    # composite layers, nested: every rule of theirs is built from their children's
+    LayerCase(
+        "Network",
+        lambda rng: jn.Network([jn.Affine(rng.normal(size=(3, 4)), rng.normal(size=4)), jn.Tanh(), jn.Affine(rng.normal(size=(4, 5)))]),
+        uniform(-2, 2, 3),
+    ),
+    LayerCase(
+        "Residual",
+        lambda rng: jn.Residual(jn.Network([jn.Affine(rng.normal(size=(4, 4))), jn.SiLU()]), scale=0.7),
+        uniform(-2, 2, 4),
+    ),
+    LayerCase("Residual-elementwise", lambda rng: jn.Residual(jn.Sin()), uniform(-3, 3, 4)),
+    LayerCase(
+        "Parallel",
+        lambda rng: jn.Parallel(
+            [
+                jn.Affine(rng.normal(size=(3, 2)), rng.normal(size=2)),
+                jn.Network([jn.Affine(rng.normal(size=(3, 3))), jn.Softplus()]),
+                jn.Sigmoid(),
+            ]
+        ),
+        uniform(-2, 2, 3),
+    ),
+    LayerCase(
+        "Nested",
+        lambda rng: jn.Network(
+            [
+                jn.Affine(rng.normal(size=(3, 4)) * 0.7),
+                jn.Residual(jn.Network([jn.LayerNorm(4), jn.Affine(rng.normal(size=(4, 4)) * 0.5), jn.GELU()])),
+                jn.Parallel([jn.Tanh(), jn.Network([jn.Affine(rng.normal(size=(4, 1))), jn.Softmax()]), jn.Affine(rng.normal(size=(4, 2)))]),
+            ]
+        ),
+        uniform(-2, 2, 3),
+    ),
 ]
 
 CASE_IDS = [case.name for case in LAYER_CASES]
+
+
+def with_dtype(layer, dtype):
+    """A deep copy of ``layer`` whose parameter arrays have ``dtype`` (weights decide the
+    result's dtype by promotion), composites included."""
+    layer = copy.deepcopy(layer)
+    _cast(layer, np.dtype(dtype), set())
+    return layer
+
+
+def _cast(obj, dtype, seen):
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    for name, value in list(vars(obj).items()):
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            setattr(obj, name, value.astype(dtype))
+        elif isinstance(value, jn.Layer):
+            _cast(value, dtype, seen)
+        elif isinstance(value, tuple):
+            for item in value:
+                if isinstance(item, jn.Layer):
+                    _cast(item, dtype, seen)

@@ -83,12 +83,12 @@ def test_param_gradients_through_every_layer(case, rng):
     """Each layer between two affine layers (whose parameters are checked)."""
     layer = case.make(rng)
     d = case.sample(rng, ()).shape[-1]
-    d_out = layer.forward(case.sample(rng, ()))[0].shape[-1]
+    d_out = layer.forward_with_cache(case.sample(rng, ()))[0].shape[-1]
     before = jn.Affine(rng.normal(size=(3, d)) * 0.5, rng.normal(size=d) * 0.1)
     net = jn.Network([before, layer, jn.Affine(rng.normal(size=(d_out, 2)), rng.normal(size=2))])
     x = rng.normal(size=(5, 3))
     if layer.piecewise_linear and not layer.constant_jacobian:  # keep pre-activations off the kinks
-        x = x[np.all(np.abs(before.forward(x)[0]) > 0.05, axis=1)]
+        x = x[np.all(np.abs(before.forward_with_cache(x)[0]) > 0.05, axis=1)]
     result = jn.check_param_grads(net, x, rng=rng)
     assert result, str(result)
 
@@ -170,7 +170,7 @@ class Scale(jn.Layer):
 
 def test_layers_lacking_gradients_are_named(rng):
     net = jn.Network([jn.Affine(rng.normal(size=(2, 3))), Scale()])
-    with pytest.raises(NotImplementedError, match=r"Network.param_grad: layer 1 \(Scale\) lacks param_grad"):
+    with pytest.raises(NotImplementedError, match=r"Network.param_grad needs Layer.param_grad: layer 1 \(Scale\) lacks param_grad"):
         net.param_grad(np.ones(2), np.ones(3))
     with pytest.raises(
         NotImplementedError,

@@ -1,0 +1,105 @@
+"""Truncated Taylor series arithmetic, shared by the layers' Taylor rules and the engine's steps.
+
+A series is a list of its normalised coefficients ``[x_1, ..., x_K]`` (the ``k``-th
+derivative divided by ``k!``), each of shape ``(*batch, R, width)`` for ``R``
+paths per sample.  A coefficient known to be zero may be a :func:`zeros` (a
+broadcast zero that takes no memory); the functions here skip its terms, and
+internally ``None`` stands for it.  See ``docs/taylor.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+from ._typing import Array
+
+
+def zeros(dtype: Any, shape: tuple[int, ...]) -> Array:
+    """A zero Taylor coefficient that takes no memory: a read-only broadcast of one zero.
+
+    Layers never write into their inputs, so the passes give known zeros (the
+    higher coefficients of a line ``x + t v``) in this form, and the rules that
+    check for it with :func:`is_zero` skip their terms.  A layer that does not
+    check computes with them as with any array of zeros.
+    """
+    return np.broadcast_to(np.zeros((), dtype=dtype), shape)
+
+
+def is_zero(a: Array) -> bool:
+    """Whether ``a`` is a zero made by :func:`zeros` (a broadcast zero: every stride 0)."""
+    return a.size > 0 and not any(a.strides) and not a.flat[0]
+
+
+def nonzero(series: list[Array]) -> list[Optional[Array]]:
+    """The series with its :func:`zeros` replaced by ``None``."""
+    return [None if is_zero(a) else a for a in series]
+
+
+def or_zeros(a: Optional[Array], like: Array, other: Array) -> Array:
+    """``a``, or for ``None`` a :func:`zeros` of the shape of ``like`` and the dtype of ``like * other``."""
+    return zeros(np.result_type(like, other), like.shape) if a is None else a
+
+
+def sum_of_products(factors: list[Optional[Array]], others: Any) -> Optional[Array]:
+    """``sum_i factors[i] * others[i]`` skipping ``None`` (zero) terms; ``None`` if none is left."""
+    total = None
+    for a, b in zip(factors, others):
+        if a is None or b is None:
+            continue
+        if total is None:
+            total = a * b
+        else:
+            total += a * b
+    return total
+
+
+def series_powers(series: list[Optional[Array]]) -> list[list[Optional[Array]]]:
+    """The powers of ``h(t) = sum_m series[m-1] t^m`` truncated after ``t^K`` (``None`` is zero).
+
+    ``powers[j-1][k-j]`` is ``[t^k] h(t)^j`` for ``1 <= j <= k <= K`` (the lower
+    coefficients of ``h^j`` are zero), built as ``h^j = h^(j-1) h``:
+    ``[t^k] h^j = sum_{m=1}^{k-j+1} x_m [t^(k-m)] h^(j-1)``.
+    """
+    K = len(series)
+    powers = [list(series)]
+    for j in range(2, K + 1):
+        previous = powers[-1]  # previous[i] = [t^(i + j - 1)] h^(j-1)
+        powers.append(
+            [sum_of_products(series[: k - j + 1], (previous[k - m - j + 1] for m in range(1, k - j + 2))) for k in range(j, K + 1)]
+        )
+    return powers
+
+
+def compose(derivatives: list[Array], powers: list[list[Optional[Array]]]) -> list[Optional[Array]]:
+    """``y_k = sum_{j=1..k} derivatives[j-1] / j! * [t^k] h^j`` for ``k = 1..len(powers)`` (``None`` is zero).
+
+    ``derivatives`` holds at least ``len(powers)`` arrays of shape ``(*batch, d)``,
+    broadcast over the paths axis of the powers, ``(*batch, R, d)``.
+    """
+    K = len(powers)
+    scaled = [derivatives[j][..., None, :] / math.factorial(j + 1) for j in range(K)]
+    return [sum_of_products([powers[j - 1][k - j] for j in range(1, k + 1)], scaled) for k in range(1, K + 1)]
+
+
+# --- collapsed top coefficients (see jacobian_np._steps.LayerSteps.push_taylor) -------
+
+
+def group_starts(groups: tuple[int, ...]) -> npt.NDArray[np.intp]:
+    """The first row of each group of paths."""
+    return np.concatenate([[0], np.cumsum(groups[:-1])]).astype(np.intp)
+
+
+def spread(top: Array, groups: tuple[int, ...]) -> Array:
+    """Collapsed rows ``(*batch, G, d)`` to ``(*batch, R, d)``: each group's sum in its first row."""
+    full = np.zeros(top.shape[:-2] + (sum(groups), top.shape[-1]), dtype=top.dtype)
+    full[..., group_starts(groups), :] = top
+    return full
+
+
+def collapse(block: Array, groups: tuple[int, ...]) -> Array:
+    """Rows ``(*batch, R, d)`` summed per group: ``(*batch, G, d)``."""
+    return np.add.reduceat(block, group_starts(groups), axis=-2)
