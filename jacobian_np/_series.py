@@ -85,6 +85,25 @@ def compose(derivatives: list[Array], powers: list[list[Optional[Array]]]) -> li
     return [sum_of_products([powers[j - 1][k - j] for j in range(1, k + 1)], scaled) for k in range(1, K + 1)]
 
 
+def join(blocks: list[Array]) -> Array:
+    """Coefficients in one array for one call of a linear map: stacked on a new leading axis
+    when their shapes agree (each result then contiguous), else side by side along the rows
+    axis (a collapsed top coefficient has fewer rows).  One block is a view, not a copy."""
+    if len(blocks) == 1:
+        return blocks[0][None]
+    if all(b.shape == blocks[0].shape for b in blocks):
+        return np.stack(blocks)
+    return np.concatenate(blocks, axis=-2)[None]
+
+
+def split(joined: Array, like: list[Array]) -> list[Array]:
+    """Undo :func:`join`: one array per block of ``like``."""
+    if len(like) == 1 or all(b.shape == like[0].shape for b in like):
+        return list(joined)
+    bounds = np.cumsum([b.shape[-2] for b in like])[:-1]
+    return np.split(joined[0], bounds, axis=-2)
+
+
 # --- collapsed top coefficients (see jacobian_np._steps.LayerSteps.push_taylor) -------
 
 

@@ -224,14 +224,15 @@ class LayerSteps:
         result's.  The top coefficient enters every layer linearly,
         ``y_K = J x_K + (terms in x_1, ..., x_(K-1))``, so a layer with a constant
         Jacobian maps the collapsed rows directly (one row per group in its matrix
-        product, not one per path); another layer gets each group's sum in the
+        product, not one per path: its ``taylor`` and ``taylor_vjp`` get coefficients
+        with different row counts); another layer gets each group's sum in the
         group's first row and zeros in the others, and its top output is summed
         per group.  Every ``taylor`` rule sees only ordinary series.
         """
         if groups is None or not series:
             return self.taylor(series, cache), series
-        if self.constant_jacobian:
-            return self.taylor(series[:-1], cache) + self.taylor(series[-1:], cache), series
+        if self.constant_jacobian:  # linear: the collapsed rows go through as they are
+            return self.taylor(series, cache), series
         out = self.taylor(series[:-1] + [spread(series[-1], groups)], cache)
         out[-1] = collapse(out[-1], groups)
         return out, series
@@ -250,9 +251,7 @@ class LayerSteps:
         if groups is None or not series:
             dx, grad_series, param_grads = self.taylor_vjp(series, grads, cache)
         elif self.constant_jacobian:
-            low = self.taylor_vjp(series[:-1], grads[:-1], cache)
-            top = self.taylor_vjp(series[-1:], grads[-1:], cache)
-            dx, grad_series, param_grads = _plus(low[0], top[0]), low[1] + top[1], _plus_all(low[2], top[2])
+            dx, grad_series, param_grads = self.taylor_vjp(series, grads, cache)
         else:  # the adjoint of a group's sum is the same in each of its rows, J^T times it
             spread_grads = grads[:-1] + [np.repeat(grads[-1], groups, axis=-2)]
             dx, grad_series, param_grads = self.taylor_vjp(series[:-1] + [spread(series[-1], groups)], spread_grads, cache)

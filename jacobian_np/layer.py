@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ._blocks import Block, Diag, Eye, diag_embed
-from ._series import compose, is_zero, nonzero, or_zeros, series_powers, sum_of_products, zeros
+from ._series import compose, is_zero, join, nonzero, or_zeros, series_powers, split, sum_of_products, zeros
 from ._steps import LayerSteps, Pairs, drop_stale_fast_paths, fused, optional, pair_rows
 from ._typing import Array, Cache
 
@@ -406,16 +406,15 @@ class Layer(LayerSteps, abc.ABC):
         (True, True)
         """
         if self.constant_jacobian:
-            # all nonzero coefficients in one call (one matrix product for Affine), stacked on a
-            # new leading batch axis: a constant Jacobian does not read the cache's batch shape
+            # every nonzero coefficient in one call (one matrix product for Affine); the
+            # coefficients may differ in their row counts (a collapsed top coefficient)
             live = [k for k, x_k in enumerate(series) if not is_zero(x_k)]
-            if not series:
-                return []
-            if len(live) == len(series):
-                return list(self.tangent(np.stack(series), cache))
-            probe = self.tangent(series[0][..., :0, :], cache)  # no rows: the shape and dtype of images
-            out = [zeros(probe.dtype, x_k.shape[:-1] + probe.shape[-1:]) for x_k in series]
-            for k, y_k in zip(live, self.tangent(np.stack([series[k] for k in live]), cache) if live else []):
+            if not live:
+                probe = self.tangent(series[0][..., :0, :], cache) if series else None  # shape, dtype
+                return [zeros(probe.dtype, x_k.shape[:-1] + probe.shape[-1:]) for x_k in series]  # type: ignore[union-attr]
+            images = split(self.tangent(join([series[k] for k in live]), cache), [series[k] for k in live])
+            out = [zeros(images[0].dtype, x_k.shape[:-1] + images[0].shape[-1:]) for x_k in series]
+            for k, y_k in zip(live, images):
                 out[k] = y_k
             return out
         raise NotImplementedError(
@@ -475,16 +474,18 @@ class Layer(LayerSteps, abc.ABC):
             )
         live = [k for k, g_k in enumerate(grads) if not is_zero(g_k)]
         both = [k for k in live if not is_zero(series[k])]
-        param_grads = [np.zeros_like(p) for p in self.params]
-        if both and self.params:  # stacked on a new leading batch axis, as in taylor
-            param_grads = self.tangent_param_grad(
-                np.stack([grads[k] for k in both]), np.stack([series[k] for k in both]), cache
-            )
-        if len(live) == len(grads):
-            return None, list(self.backward(np.stack(grads), cache)) if grads else [], param_grads
-        probe = self.backward(grads[0][..., :0, :], cache)  # no rows: the shape and dtype of adjoints
-        grad_series = [zeros(probe.dtype, g_k.shape[:-1] + probe.shape[-1:]) for g_k in grads]
-        for k, dx_k in zip(live, self.backward(np.stack([grads[k] for k in live]), cache) if live else []):
+        param_grads: list[Array] = []
+        if self.params:  # one product over every pair of nonzero coefficients and adjoints
+            if both:
+                param_grads = self.tangent_param_grad(join([grads[k] for k in both]), join([series[k] for k in both]), cache)
+            else:
+                param_grads = [np.zeros_like(p) for p in self.params]
+        if not live:
+            probe = self.backward(grads[0][..., :0, :], cache) if grads else None  # shape and dtype
+            return None, [zeros(probe.dtype, g_k.shape[:-1] + probe.shape[-1:]) for g_k in grads], param_grads  # type: ignore[union-attr]
+        images = split(self.backward(join([grads[k] for k in live]), cache), [grads[k] for k in live])
+        grad_series = [zeros(images[0].dtype, g_k.shape[:-1] + images[0].shape[-1:]) for g_k in grads]
+        for k, dx_k in zip(live, images):
             grad_series[k] = dx_k
         return None, grad_series, param_grads
 
