@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ._blocks import Block, Diag, Eye, diag_embed
-from ._series import compose, is_zero, join, nonzero, or_zeros, series_powers, split, sum_of_products, zeros
+from ._series import collapse, compose, is_zero, join, nonzero, or_zeros, series_powers, split, sum_of_products, zeros
 from ._steps import LayerSteps, Pairs, drop_stale_fast_paths, fused, optional, pair_rows
 from ._typing import Array, Cache
 
@@ -726,6 +726,55 @@ class Elementwise(Layer):
         ]
         grad_x0 = sum_of_products(gs, g[1:])
         return (None if grad_x0 is None else grad_x0.sum(axis=-2)), grad_series, []
+
+    @fused("taylor", "taylor_vjp")
+    def push_taylor(self, series: list[Array], cache: Cache, groups: Any) -> tuple[list[Array], Any]:
+        if groups is None or not series or self.piecewise_linear:
+            return LayerSteps.push_taylor(self, series, cache, groups)
+        # collapsed natively: the top coefficient's nonlinear terms row by row (x_K taken as 0),
+        # summed per group, plus f'(x_0) times the group's sum of x_K
+        x, y = cache
+        derivatives = self.derivatives(x, y, len(series))
+        out = compose(derivatives, series_powers(nonzero(series[:-1]) + [None]))
+        result = [or_zeros(y_k, series[0], derivatives[0]) for y_k in out[:-1]]
+        top = series[-1] * derivatives[0][..., None, :]
+        if out[-1] is not None:
+            top += collapse(out[-1], groups)
+        return result + [top], series
+
+    @fused("taylor", "taylor_vjp")
+    def pull_taylor(
+        self, dy: Optional[Array], grads: list[Array], saved: Any, cache: Cache, groups: Any, need_input: bool
+    ) -> tuple[Optional[Array], Optional[list[Array]], list[Array]]:
+        series = saved
+        if groups is None or not series or self.piecewise_linear or not need_input:
+            return LayerSteps.pull_taylor(self, dy, grads, saved, cache, groups, need_input)
+        # the adjoint of a group's top coefficient is shared by its rows; g(t) = f'(x(t)) with
+        # x_K taken as 0 row by row, its x_K term f'' x_K added per group where it is needed
+        x, y = cache
+        K = len(series)
+        derivatives = self.derivatives(x, y, K + 1)
+        g = [derivatives[0][..., None, :]] + compose(derivatives[1:], series_powers(nonzero(series[:-1]) + [None]))
+        lower = nonzero(grads[:-1])
+        top = None if is_zero(grads[-1]) else grads[-1]
+        rows = None if top is None else (top if len(groups) == 1 else np.repeat(top, groups, axis=-2))
+        grad_series = [
+            or_zeros(sum_of_products(lower[m - 1 :] + [rows], g[: K - m + 1]), series[m - 1], derivatives[0])
+            for m in range(1, K)
+        ]
+        grad_series.append(or_zeros(None if top is None else top * g[0], series[-1], derivatives[0]))
+        dx = sum_of_products(lower, g[1:K])
+        dx = None if dx is None else dx.sum(axis=-2)
+        if top is not None:  # sum over a group's rows of top * g_K: g_K's row terms, and f'' times the sum of x_K
+            g_top = series[-1] * derivatives[1][..., None, :]
+            if g[K] is not None:
+                g_top = g_top + collapse(g[K], groups)
+            top_dx = (top * g_top).sum(axis=-2)
+            dx = top_dx if dx is None else dx + top_dx
+        if dy is not None:
+            value_dx = dy * derivatives[0]
+            dx = value_dx if dx is None else dx + value_dx
+        return dx, grad_series, []
 
 
 def implements(layer: Layer, method: str) -> bool:

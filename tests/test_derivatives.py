@@ -285,6 +285,13 @@ def test_layer_taylor_rule(case, batch, order, rng):
     np.testing.assert_allclose(a[1][-1], b[1][-1][..., :1, :], rtol=1e-12, atol=1e-13)
     for left, right in zip(a[2], b[2]):
         np.testing.assert_allclose(left, right, rtol=1e-12, atol=1e-13)
+    # one group per path collapses nothing: the ordinary rules again, through the group machinery
+    for left, right in zip(_taylor(layer, series, cache, groups=(1, 1)), out):
+        np.testing.assert_allclose(left, right, rtol=1e-13, atol=1e-14)
+    a = _taylor_vjp(layer, series, grads, cache, groups=(1, 1), dy=dy)
+    b = _taylor_vjp(layer, series, grads, cache, dy=dy)
+    for left, right in zip([a[0]] + a[1] + a[2], [b[0]] + b[1] + b[2]):
+        np.testing.assert_allclose(0 if left is None else left, 0 if right is None else right, rtol=1e-12, atol=1e-13)
 
 
 ELEMENTWISE_REFERENCES = {
