@@ -44,16 +44,22 @@ def or_zeros(a: Optional[Array], like: Array, other: Array) -> Array:
     return zeros(np.result_type(like, other), like.shape) if a is None else a
 
 
-def sum_of_products(factors: list[Optional[Array]], others: Any) -> Optional[Array]:
-    """``sum_i factors[i] * others[i]`` skipping ``None`` (zero) terms; ``None`` if none is left."""
+def sum_of_products(factors: list[Optional[Array]], others: Any, out: Optional[Array] = None) -> Optional[Array]:
+    """``sum_i factors[i] * others[i]`` skipping ``None`` (zero) terms; ``None`` if none is left.
+
+    With ``out``, the sum is written there (and ``out`` returned, zeros if no term is left).
+    """
     total = None
     for a, b in zip(factors, others):
         if a is None or b is None:
             continue
         if total is None:
-            total = a * b
+            total = a * b if out is None else np.multiply(a, b, out=out)
         else:
             total += a * b
+    if total is None and out is not None:
+        out[...] = 0
+        return out
     return total
 
 
@@ -74,15 +80,27 @@ def series_powers(series: list[Optional[Array]]) -> list[list[Optional[Array]]]:
     return powers
 
 
-def compose(derivatives: list[Array], powers: list[list[Optional[Array]]]) -> list[Optional[Array]]:
+def compose(
+    derivatives: list[Array], powers: list[list[Optional[Array]]], stacked: bool = False
+) -> list[Optional[Array]]:
     """``y_k = sum_{j=1..k} derivatives[j-1] / j! * [t^k] h^j`` for ``k = 1..len(powers)`` (``None`` is zero).
 
     ``derivatives`` holds at least ``len(powers)`` arrays of shape ``(*batch, d)``,
-    broadcast over the paths axis of the powers, ``(*batch, R, d)``.
+    broadcast over the paths axis of the powers, ``(*batch, R, d)``.  With ``stacked``,
+    the results are written into one new ``(K, *batch, R, d)`` array (a linear layer
+    after this one then maps them without copying them together: see :func:`join`).
     """
     K = len(powers)
-    scaled = [derivatives[j][..., None, :] / math.factorial(j + 1) for j in range(K)]
-    return [sum_of_products([powers[j - 1][k - j] for j in range(1, k + 1)], scaled) for k in range(1, K + 1)]
+    scaled = [derivatives[0][..., None, :]] + [derivatives[j][..., None, :] / math.factorial(j + 1) for j in range(1, K)]
+    terms = [[powers[j - 1][k - j] for j in range(1, k + 1)] for k in range(1, K + 1)]
+    if not stacked:
+        return [sum_of_products(factors, scaled) for factors in terms]
+    like = next((p for p in powers[0] if p is not None), None)
+    if like is None:
+        return [None] * K
+    shape = np.broadcast_shapes(like.shape, scaled[0].shape)
+    block = np.empty((K,) + shape, dtype=np.result_type(like, *scaled))
+    return [sum_of_products(factors, scaled, out=block[k]) for k, factors in enumerate(terms)]
 
 
 def join(blocks: list[Array]) -> Array:
@@ -92,6 +110,14 @@ def join(blocks: list[Array]) -> Array:
     if len(blocks) == 1:
         return blocks[0][None]
     if all(b.shape == blocks[0].shape for b in blocks):
+        base = blocks[0].base
+        if (  # already the consecutive rows of one stacked array (see compose): no copy
+            base is not None
+            and base.shape == (len(blocks),) + blocks[0].shape
+            and base.flags.c_contiguous
+            and all(b.base is base and b.ctypes.data == base.ctypes.data + i * base.strides[0] for i, b in enumerate(blocks))
+        ):
+            return base
         return np.stack(blocks)
     return np.concatenate(blocks, axis=-2)[None]
 

@@ -698,7 +698,7 @@ class Elementwise(Layer):
             first = self.fprime(x, y)[..., None, :]
             return [or_zeros(None if x_k is None else x_k * first, x_k_in, first) for x_k, x_k_in in zip(xs, series)]
         derivatives = self.derivatives(x, y, len(series))
-        return [or_zeros(y_k, series[0], derivatives[0]) for y_k in compose(derivatives, series_powers(xs))]
+        return [or_zeros(y_k, series[0], derivatives[0]) for y_k in compose(derivatives, series_powers(xs), stacked=True)]
 
     def taylor_vjp(
         self, series: list[Array], grads: list[Array], cache: Cache
