@@ -68,16 +68,30 @@ def series_powers(series: list[Optional[Array]]) -> list[list[Optional[Array]]]:
 
     ``powers[j-1][k-j]`` is ``[t^k] h(t)^j`` for ``1 <= j <= k <= K`` (the lower
     coefficients of ``h^j`` are zero), built as ``h^j = h^(j-1) h``:
-    ``[t^k] h^j = sum_{m=1}^{k-j+1} x_m [t^(k-m)] h^(j-1)``.
+    ``[t^k] h^j = sum_{m=1}^{k-j+1} x_m [t^(k-m)] h^(j-1)``; the square by its symmetry,
+    ``[t^k] h^2 = 2 sum_{m < k/2} x_m x_(k-m) + x_(k/2)^2``.
     """
     K = len(series)
     powers = [list(series)]
-    for j in range(2, K + 1):
+    if K >= 2:
+        powers.append([_square_coefficient(series, k) for k in range(2, K + 1)])
+    for j in range(3, K + 1):
         previous = powers[-1]  # previous[i] = [t^(i + j - 1)] h^(j-1)
         powers.append(
             [sum_of_products(series[: k - j + 1], (previous[k - m - j + 1] for m in range(1, k - j + 2))) for k in range(j, K + 1)]
         )
     return powers
+
+
+def _square_coefficient(series: list[Optional[Array]], k: int) -> Optional[Array]:
+    """``[t^k] h(t)^2`` from the coefficients of ``h`` (``None`` is zero)."""
+    total = sum_of_products(series[: (k - 1) // 2], [series[k - m - 1] for m in range(1, (k - 1) // 2 + 1)])
+    if total is not None:
+        total *= 2
+    middle = series[k // 2 - 1] if k % 2 == 0 else None
+    if middle is not None:
+        total = middle * middle if total is None else total + middle * middle
+    return total
 
 
 def compose(
@@ -101,6 +115,27 @@ def compose(
     shape = np.broadcast_shapes(like.shape, scaled[0].shape)
     block = np.empty((K,) + shape, dtype=np.result_type(like, *scaled))
     return [sum_of_products(factors, scaled, out=block[k]) for k, factors in enumerate(terms)]
+
+
+def collapsed_top(derivatives: list[Array], powers: list[list[Optional[Array]]], groups: tuple[int, ...]) -> Optional[Array]:
+    """``sum_{j=2..K} derivatives[j-1] / j! * [t^K] h^j`` summed over each group of paths:
+    the top coefficient's nonlinear terms, reduced before they are scaled (``None`` is zero)."""
+    K = len(powers)
+    total = None
+    for j in range(2, K + 1):
+        power = powers[j - 1][K - j]
+        if power is None:
+            continue
+        term = collapse(power, groups)
+        term *= derivatives[j - 1][..., None, :] / math.factorial(j)
+        total = term if total is None else total + term
+    return total
+
+
+def truncated(powers: list[list[Optional[Array]]]) -> list[list[Optional[Array]]]:
+    """The powers without the top order: those of the first ``K - 1`` coefficients."""
+    K = len(powers)
+    return [powers[j - 1][: K - j] for j in range(1, K)]
 
 
 def join(blocks: list[Array]) -> Array:

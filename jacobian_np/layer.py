@@ -14,7 +14,19 @@ from typing import Any, Optional
 import numpy as np
 
 from ._blocks import Block, Diag, Eye, diag_embed
-from ._series import collapse, compose, is_zero, join, nonzero, or_zeros, series_powers, split, sum_of_products, zeros
+from ._series import (
+    collapsed_top,
+    compose,
+    is_zero,
+    join,
+    nonzero,
+    or_zeros,
+    series_powers,
+    split,
+    sum_of_products,
+    truncated,
+    zeros,
+)
 from ._steps import LayerSteps, Pairs, drop_stale_fast_paths, fused, optional, pair_rows
 from ._typing import Array, Cache
 
@@ -735,11 +747,12 @@ class Elementwise(Layer):
         # summed per group, plus f'(x_0) times the group's sum of x_K
         x, y = cache
         derivatives = self.derivatives(x, y, len(series))
-        out = compose(derivatives, series_powers(nonzero(series[:-1]) + [None]))
-        result = [or_zeros(y_k, series[0], derivatives[0]) for y_k in out[:-1]]
+        powers = series_powers(nonzero(series[:-1]) + [None])
+        result = [or_zeros(y_k, series[0], derivatives[0]) for y_k in compose(derivatives, truncated(powers), stacked=True)]
         top = series[-1] * derivatives[0][..., None, :]
-        if out[-1] is not None:
-            top += collapse(out[-1], groups)
+        nonlinear = collapsed_top(derivatives, powers, groups)
+        if nonlinear is not None:
+            top += nonlinear
         return result + [top], series
 
     @fused("taylor", "taylor_vjp")
@@ -754,7 +767,8 @@ class Elementwise(Layer):
         x, y = cache
         K = len(series)
         derivatives = self.derivatives(x, y, K + 1)
-        g = [derivatives[0][..., None, :]] + compose(derivatives[1:], series_powers(nonzero(series[:-1]) + [None]))
+        powers = series_powers(nonzero(series[:-1]) + [None])
+        g = [derivatives[0][..., None, :]] + compose(derivatives[1:], truncated(powers))  # g_0 .. g_(K-1)
         lower = nonzero(grads[:-1])
         top = None if is_zero(grads[-1]) else grads[-1]
         rows = None if top is None else (top if len(groups) == 1 else np.repeat(top, groups, axis=-2))
@@ -767,8 +781,9 @@ class Elementwise(Layer):
         dx = None if dx is None else dx.sum(axis=-2)
         if top is not None:  # sum over a group's rows of top * g_K: g_K's row terms, and f'' times the sum of x_K
             g_top = series[-1] * derivatives[1][..., None, :]
-            if g[K] is not None:
-                g_top = g_top + collapse(g[K], groups)
+            nonlinear = collapsed_top(derivatives[1:], powers, groups)
+            if nonlinear is not None:
+                g_top += nonlinear
             top_dx = (top * g_top).sum(axis=-2)
             dx = top_dx if dx is None else dx + top_dx
         if dy is not None:
