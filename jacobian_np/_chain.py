@@ -36,20 +36,31 @@ class Chain(Composite):
     def _trace(self, x: Array, stop: int) -> tuple[Array, Cache]:
         """Values and caches through ``layers[:stop]``; the later layers get ``None``
         caches (a pass that needs no values there: constant Jacobians)."""
-        caches: list[Any] = []
+        x_in, caches = x, []
+        try:
+            for layer in self.layers[:stop]:
+                x, cache = layer.forward_with_cache(x)
+                caches.append(cache)
+        except ValueError:  # perhaps a width error from the layer after the culprit
+            self._find_wrong_width(x_in, stop)
+            raise
+        if stop == len(self.layers) and self.d_out is not None and x.shape[-1] != self.d_out:
+            self._find_wrong_width(x_in, stop)
+        caches += [None] * (len(self.layers) - stop)
+        return x, caches
+
+    def _find_wrong_width(self, x: Array, stop: int) -> None:
+        """Raise ``ValueError`` naming the first layer whose output has the wrong shape."""
         for index in range(stop):
             layer = self.layers[index]
-            y, cache = layer.forward_with_cache(x)
+            y, _ = layer.forward_with_cache(x)
             expected = x.shape[-1] if layer.d_out is None else layer.d_out
             if y.shape[:-1] != x.shape[:-1] or y.shape[-1] != expected:
                 raise ValueError(
                     f"{self._child_name(index)} returned shape {y.shape} for an input of shape "
                     f"{x.shape}; expected {x.shape[:-1] + (expected,)}. Fix the layer's forward, or its d_out."
                 )
-            caches.append(cache)
             x = y
-        caches += [None] * (len(self.layers) - stop)
-        return x, caches
 
     def _caches(self, cache: Cache) -> list:
         return [None] * len(self.layers) if cache is None else cache
@@ -144,11 +155,15 @@ class Chain(Composite):
         return dy, grads_now, self._merged_grads(param_grads[::-1])
 
 
-def require(layer: Layer, rules: tuple[str, ...], what: str, hint: str = "") -> None:
+def require(layer: Any, rules: tuple[str, ...], what: str, hint: str = "") -> None:
     """Raise ``NotImplementedError`` naming every part of ``layer`` that lacks one of ``rules``.
 
-    The one capability check of the entry points, with one message format.
+    The one capability check of the entry points, with one message format.  A
+    layer's rules are fixed once it exists, so a check that passed is remembered.
     """
+    passed = layer.__dict__.setdefault("_passed_checks", set())
+    if rules in passed:
+        return
     missing: dict[str, list[str]] = {}
     for rule in rules:
         for name in layer.lacking(rule):
@@ -157,6 +172,7 @@ def require(layer: Layer, rules: tuple[str, ...], what: str, hint: str = "") -> 
         detail = "; ".join(f"{name} lacks {', '.join(lacks)}" for name, lacks in missing.items())
         needs = ", ".join(f"Layer.{rule}" for rule in rules)
         raise NotImplementedError(f"{what} needs {needs}: {detail}.{' ' + hint if hint else ''}")
+    passed.add(rules)
 
 
 def chain_widths(layers: tuple[Layer, ...]) -> tuple[Optional[int], Optional[int]]:
@@ -200,7 +216,7 @@ def mode_costs(layers: tuple[Layer, ...], d_in: Optional[int]) -> dict[str, Opti
     """
     widths = layer_widths(layers, d_in)
     costs: dict[str, Optional[int]] = {"forward": None, "reverse": None}
-    if widths is None:
+    if widths is None or d_in is None:
         return costs
     d_out = widths[-1][1]
     diagonal = [layer.supports("diagonal") for layer in layers]
@@ -208,7 +224,7 @@ def mode_costs(layers: tuple[Layer, ...], d_in: Optional[int]) -> dict[str, Opti
         s = diagonal.index(False) if False in diagonal else len(layers)
         seed = widths[s][0] * widths[s][1] if s < len(layers) else 0
         costs["forward"] = (
-            seed + sum(layers[i].cost(d_in, *widths[i]) for i in range(s + 1, len(layers))) + d_in * d_out  # type: ignore[operator]
+            seed + sum(layers[i].cost(d_in, *widths[i]) for i in range(s + 1, len(layers))) + d_in * d_out
         )
     r = len(diagonal) - 1 - diagonal[::-1].index(False) if False in diagonal else -1
     seed = widths[r][0] * widths[r][1] if r >= 0 else 0

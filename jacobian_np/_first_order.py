@@ -199,7 +199,7 @@ class FirstOrderMethods:
             y, cache = self.forward_with_cache(part)
             return y, dense(self.push(v_part[..., None, :], cache, False)[0])[..., 0, :]
 
-        return self._batched(compute, x, chunk_size, 1, "Network.jvp", v)  # type: ignore[no-any-return]
+        return self._batched(compute, x, chunk_size, 1, "Network.jvp", v)
 
     def vjp(self, x: npt.ArrayLike, u: npt.ArrayLike, chunk_size: Optional[int] = None) -> tuple[Array, Array]:
         """The output and the vector-Jacobian product ``u^T J``, per sample, without forming ``J``.
@@ -254,7 +254,7 @@ class FirstOrderMethods:
             y, cache = self.forward_with_cache(part)
             return y, dense(self.pull(u_part[..., None, :], cache, False)[0])[..., 0, :]
 
-        return self._batched(compute, x, chunk_size, 1, "Network.vjp", u)  # type: ignore[no-any-return]
+        return self._batched(compute, x, chunk_size, 1, "Network.vjp", u)
 
     def divergence(
         self, x: npt.ArrayLike, method: str = "exact", samples: Optional[int] = None, seed: Any = None
@@ -326,7 +326,7 @@ class FirstOrderMethods:
             )
 
         rows = directions.shape[-2]
-        return self._batched(compute, x, None, rows, "Network.divergence", directions)[0]  # type: ignore[no-any-return]
+        return self._batched(compute, x, None, rows, "Network.divergence", directions)[0]
 
     def _evaluate(
         self, x: npt.ArrayLike, mode: str, chunk_size: Optional[int], with_value: bool
@@ -337,7 +337,7 @@ class FirstOrderMethods:
         if x.ndim == 1 and chunk_size is None:  # one point, nothing to chunk: the hot path of small nets
             return self._value_and_jacobian(x, mode, with_value)
         rows = x.shape[-1] if mode == "forward" else self.d_out or x.shape[-1]  # carried per sample
-        return self._batched(  # type: ignore[no-any-return]
+        return self._batched(
             lambda part: self._value_and_jacobian(part, mode, with_value), x, chunk_size, rows, "Network"
         )
 

@@ -83,15 +83,17 @@ class SecondOrderMethods:
         x = self._second_order_input(x, "hessian")
         d = x.shape[-1]
         first, second = _upper_pairs(d)
-        seed = _unit_rows(x, range(d))
-        (S,) = self._batched(
-            lambda part: (self._second_tangents(part, seed, (first, second) if d > 1 else None, False),),
-            x, chunk_size, d + len(first), "Network.hessian",
-        )
+        unit_rows = _unit_rows(x, range(d))
         where = np.empty((d, d), dtype=np.intp)  # which pair holds H[k, l]
         where[first, second] = where[second, first] = np.arange(len(first))
-        H = np.take(S, where.ravel(), axis=-2)  # (*batch, d * d, d_out)
-        return np.ascontiguousarray(np.swapaxes(H, -1, -2)).reshape(S.shape[:-2] + (S.shape[-1], d, d))
+
+        def compute(part: Array) -> tuple[Array]:
+            S = self._second_tangents(part, unit_rows, (first, second) if d > 1 else None, False)
+            H = np.take(S, where.ravel(), axis=-2)  # (*batch, d * d, d_out)
+            return (np.ascontiguousarray(np.swapaxes(H, -1, -2)).reshape(S.shape[:-2] + (S.shape[-1], d, d)),)
+
+        # per sample: d tangents and d (d + 1) / 2 second tangents, then the d * d entries twice
+        return self._batched(compute, x, chunk_size, d + len(first) + 2 * d * d, "Network.hessian")[0]
 
     def laplacian(
         self,
@@ -177,9 +179,9 @@ class SecondOrderMethods:
         method, samples = method_and_samples(method, samples, "Network.laplacian")
         if method == "exact":
             unit_rows = _unit_rows(x, dims)
-            return self._batched(  # type: ignore[no-any-return]
+            return self._batched(
                 lambda part: (self._second_tangents(part, unit_rows, None, True)[..., 0, :],),
-                x, chunk_size, len(dims) + 2, "Network.laplacian",
+                x, chunk_size, len(dims) + 1, "Network.laplacian",
             )[0]
         directions = hutchinson_directions(x, samples, dims, seed)  # drawn whole: the same whatever the chunks
 
@@ -187,7 +189,7 @@ class SecondOrderMethods:
             S = self._second_tangents(part, V.astype(part.dtype), None, True)
             return (S[..., 0, :] / samples,)
 
-        return self._batched(estimate, x, chunk_size, samples + 2, "Network.laplacian", directions)[0]  # type: ignore[no-any-return]
+        return self._batched(estimate, x, chunk_size, samples + 1, "Network.laplacian", directions)[0]
 
     def hessian_diagonal(
         self, x: npt.ArrayLike, *, dims: Optional[Sequence[int]] = None, chunk_size: Optional[int] = None

@@ -119,7 +119,10 @@ class LayerSteps:
     jacobian: Callable[..., Any]
     taylor: Callable[..., Any]
     taylor_vjp: Callable[..., Any]
-    params: list
+
+    @property
+    def params(self) -> list[Array]:
+        return []
 
     def forward_with_cache(self, x: Array) -> tuple[Array, Cache]:
         """``(y, cache)``: what every pass calls; a :class:`~jacobian_np.Network` overrides it

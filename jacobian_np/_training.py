@@ -24,6 +24,7 @@ from ._validation import as_float_array, as_input, direction
 class TrainingMethods:
     """The parameter methods of :class:`~jacobian_np.Network` (see the module)."""
 
+    layers: Any
     d_in: Optional[int]
     d_out: Optional[int]
     params: list
@@ -121,9 +122,9 @@ class TrainingMethods:
 
         def compute(part: Array, g_part: Array) -> list[Array]:
             _, cache = self.forward_with_cache(part)
-            return self.pull_params(g_part, cache, False)[1]  # type: ignore[no-any-return]
+            return self.pull_params(g_part, cache, False)[1]
 
-        return self._batched_sum(compute, x, 1, g)  # type: ignore[no-any-return]
+        return self._batched_sum(compute, x, 1, g)
 
     def jacobian_param_grad(self, x: npt.ArrayLike, grad_J: npt.ArrayLike) -> list[Array]:
         """Gradient of ``sum(grad_J * J(x))`` with respect to each of :attr:`params`.
@@ -171,7 +172,7 @@ class TrainingMethods:
         d = x.shape[-1]
         d_out = self.d_out or d
         G = direction(grad_J, x.shape[:-1] + (d_out, d), "Network.jacobian_param_grad", "grad_J", broadcast=False)
-        return self._batched_sum(  # type: ignore[no-any-return]
+        return self._batched_sum(
             lambda part, G_part: self._tangents_and_pullback(part)[1](G_part), x, len(self.layers) * (d + 1), G
         )
 
@@ -223,7 +224,7 @@ class TrainingMethods:
         J = np.ascontiguousarray(np.swapaxes(T, -1, -2))
 
         def pullback(G: Array) -> list[Array]:
-            return self.pull_tangents(None, np.swapaxes(G, -1, -2), saved, cache, False)[2]  # type: ignore[no-any-return]
+            return self.pull_tangents(None, np.swapaxes(G, -1, -2), saved, cache, False)[2]
 
         return J, pullback
 

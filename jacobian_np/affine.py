@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._typing import Array, Cache
-from ._validation import as_parameter, check_last_axis
+from ._validation import as_bias, as_parameter, check_last_axis
 from ._blocks import Block, Diag, Eye
 from ._series import is_zero, zeros
 from ._steps import fused
@@ -23,8 +23,9 @@ class Affine(Layer):
     W : array_like of shape (d_in, d_out)
         Weights, in the scikit-learn ``coefs_`` / Keras layout (PyTorch's
         ``Linear.weight`` is the transpose).  Copied; integers become float64.
-    b : array_like of shape (d_out,), optional
-        Bias.  ``None`` (the default) means no bias.
+    b : array_like of shape (d_out,) or (1, d_out), optional
+        Bias (a ``(1, d_out)`` row is flattened).  ``None`` (the default) means
+        no bias.
 
     Raises
     ------
@@ -83,7 +84,7 @@ class Affine(Layer):
     def __init__(self, W: npt.ArrayLike, b: Optional[npt.ArrayLike] = None) -> None:
         self.W = as_parameter(W, "W", (None, None), "Affine")
         self.d_in, self.d_out = self.W.shape
-        self.b = None if b is None else as_parameter(b, "b", (self.d_out,), "Affine")
+        self.b = None if b is None else as_bias(b, self.d_out, "Affine")
         if self.b is not None and self.b.dtype != self.W.dtype:
             dtype = np.promote_types(self.W.dtype, self.b.dtype)
             self.W, self.b = self.W.astype(dtype), self.b.astype(dtype)

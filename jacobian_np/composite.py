@@ -50,7 +50,7 @@ class Composite(Layer):
         T = np.concatenate(np.broadcast_arrays(u, v), axis=-2)
         _, S = self.push_second(T, None, cache, pairs, False, False)
         if S is None:  # a constant Jacobian
-            return np.zeros(T.shape[:-2] + (rows, self.push(T[..., :1, :], cache, False)[0].shape[-1]), T.dtype)
+            return np.zeros(T.shape[:-2] + (rows, self.footprint(T.shape[-1])[0]), T.dtype)
         return S
 
     def tangent_grad(self, w: Array, u: Array, cache: Cache) -> Array:
@@ -165,6 +165,9 @@ class Residual(Composite):
         y = z * self.scale if self.scale != 1 else z.copy()
         y += x
         return y, (z, cache)
+
+    def _child_name(self, index: int) -> str:
+        return f"block ({type(self.block).__name__})"
 
     def _scaled(self, a: Optional[Array]) -> Optional[Array]:
         return a if a is None or self.scale == 1 else self.scale * a
@@ -300,12 +303,23 @@ class Parallel(Composite):
         outputs, caches = zip(*(branch.forward_with_cache(x) for branch in self.branches))
         return np.concatenate(outputs, axis=-1), (tuple(o.shape[-1] for o in outputs), caches)
 
+    def _child_name(self, index: int) -> str:
+        return f"branch {index} ({type(self.branches[index]).__name__})"
+
+    def _parts(self, cache: Cache) -> tuple[tuple[int, ...], Any]:
+        """``(widths, caches)`` of the branches; without values (constant Jacobians),
+        the widths from the layers and no caches."""
+        if cache is not None:
+            return cache
+        widths = tuple(b.footprint(self.d_in)[0] for b in self.branches) if self.d_in is not None else (0,)
+        return widths, (None,) * len(self.branches)
+
     def _pieces(self, a: Array, widths: tuple[int, ...]) -> list[Array]:
         """``a`` split along its last axis into the branches' columns."""
         return np.split(a, np.cumsum(widths)[:-1], axis=-1)
 
     def pull(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
-        widths, caches = cache
+        widths, caches = self._parts(cache)
         if isinstance(block, (Eye, Diag)):  # rows stack: J = [J_1; ...; J_m]
             ats = self._pieces(block.at, widths)
             ds = self._pieces(block.d, widths) if isinstance(block, Diag) else [None] * len(ats)
@@ -321,17 +335,16 @@ class Parallel(Composite):
         return total, True
 
     def push(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
-        _, caches = cache
+        _, caches = self._parts(cache)
         parts = [dense(branch.push(block, c, False)[0]) for branch, c in zip(self.branches, caches)]
         return np.concatenate(parts, axis=-1), True
 
     def push_second(
         self, T: Array, S: Optional[Array], cache: Cache, pairs: Pairs, collapse: bool, tangents: bool
     ) -> tuple[Optional[Array], Optional[Array]]:
-        widths, caches = cache
-        results = [b.push_second(T, S, c, pairs, collapse, True) for b, c in zip(self.branches, caches)]
-        Ts = [r[0] for r in results]
-        T_out = np.concatenate(Ts, axis=-1) if tangents else None
+        widths, caches = self._parts(cache)
+        results = [b.push_second(T, S, c, pairs, collapse, tangents) for b, c in zip(self.branches, caches)]
+        T_out = np.concatenate([r[0] for r in results], axis=-1) if tangents else None
         if all(r[1] is None for r in results):
             return T_out, None
         rows = 1 if collapse else (T.shape[-2] if pairs is None else len(pairs[0]))
@@ -339,7 +352,7 @@ class Parallel(Composite):
         return T_out, np.concatenate(Ss, axis=-1)
 
     def pull_params(self, dy: Array, cache: Cache, need_input: bool) -> tuple[Optional[Array], list[Array]]:
-        widths, caches = cache
+        widths, caches = self._parts(cache)
         results = [
             b.pull_params(piece, c, need_input) for b, c, piece in zip(self.branches, caches, self._pieces(dy, widths))
         ]
@@ -347,14 +360,14 @@ class Parallel(Composite):
         return dx, self._merged_grads([r[1] for r in results])
 
     def push_tangents(self, T: Array, cache: Cache) -> tuple[Array, Any]:
-        _, caches = cache
+        _, caches = self._parts(cache)
         results = [b.push_tangents(T, c) for b, c in zip(self.branches, caches)]
         return np.concatenate([r[0] for r in results], axis=-1), [r[1] for r in results]
 
     def pull_tangents(
         self, dz: Optional[Array], dT: Array, saved: Any, cache: Cache, need_input: bool
     ) -> tuple[Optional[Array], Optional[Array], list[Array]]:
-        widths, caches = cache
+        widths, caches = self._parts(cache)
         dzs = [None] * len(widths) if dz is None else self._pieces(dz, widths)
         results = [
             b.pull_tangents(piece_dz, piece_dT, s, c, need_input)
@@ -435,6 +448,9 @@ def _unique(arrays: list[Array]) -> list[Array]:
 
 def _merge(children: tuple[Layer, ...], grads: list[list[Array]]) -> list[Array]:
     """Each child's gradients (aligned with its ``params``) summed onto the unique arrays."""
+    keys = [id(p) for child in children for p in child.params]
+    if len(set(keys)) == len(keys):  # nothing shared: the gradients in order
+        return [g for child_grads in grads for g in child_grads]
     totals: dict[int, Array] = {}
     order: list[int] = []
     for child, child_grads in zip(children, grads):

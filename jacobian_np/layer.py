@@ -329,11 +329,11 @@ class Layer(LayerSteps, abc.ABC):
         handles and the values its cache keeps, per sample, for input width ``width_in``.
 
         Chunking sizes batches from these (:func:`~jacobian_np.set_memory_budget`).
-        The default fits layers that keep their input and output; composite layers
-        add up their children.
+        The default fits layers that keep their output (their input is the previous
+        layer's output); composite layers add up their children.
         """
         width_out = width_in if self.d_out is None else self.d_out
-        return width_out, max(width_in, width_out), width_in + width_out
+        return width_out, max(width_in, width_out), width_out
 
     def supports(self, rule: str) -> bool:
         """Whether the layer can do what ``rule`` needs (``"tangent"``, ``"curvature"``, ...).
@@ -376,6 +376,9 @@ class Layer(LayerSteps, abc.ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         drop_stale_fast_paths(cls)
+        step = cls.forward_with_cache
+        if step is LayerSteps.forward_with_cache or any(step is vars(k).get("forward") for k in cls.__mro__[1:]):
+            cls.forward_with_cache = cls.forward  # type: ignore[method-assign,assignment]  # one call less per layer
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -616,20 +619,19 @@ class Elementwise(Layer):
 
     @fused("backward")
     def pull(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
-        d = self.diagonal(cache)
-        if isinstance(block, Eye):
-            return Diag(d, cache[0]), True
-        if isinstance(block, Diag):
-            return Diag(block.d * d, cache[0]), True
-        return _scaled(block, d, owned), True
+        return self._scale_block(block, cache, owned, cache[0])  # the block moves to the input x
 
     @fused("tangent")
     def push(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
+        return self._scale_block(block, cache, owned, cache[1])  # the block moves to the output y
+
+    def _scale_block(self, block: Block, cache: Cache, owned: bool, at: Array) -> tuple[Block, bool]:
+        """``diag(f') block`` (a diagonal Jacobian is its own transpose), symbolic when ``block`` is."""
         d = self.diagonal(cache)
         if isinstance(block, Eye):
-            return Diag(d, cache[1]), True
+            return Diag(d, at), True
         if isinstance(block, Diag):
-            return Diag(block.d * d, cache[1]), True
+            return Diag(block.d * d, at), True
         return _scaled(block, d, owned), True
 
     @fused("tangent", "curvature")

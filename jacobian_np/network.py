@@ -108,6 +108,7 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, TaylorMeth
         self._forward_stop = len(self.layers)
         while self._forward_stop > 1 and self.layers[self._forward_stop - 1].constant_jacobian:
             self._forward_stop -= 1
+        self._footprints: dict[int, tuple[int, int, int]] = {}
         costs = mode_costs(self.layers, self.d_in)
         forward, reverse = costs["forward"], costs["reverse"]
         self._auto_mode = "forward" if forward is not None and reverse is not None and forward < reverse else "reverse"
@@ -139,10 +140,10 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, TaylorMeth
         array([[2., 0.],
                [0., 3.]])
         """
-        x = as_input(x, self.d_in, "Network")
+        y = as_input(x, self.d_in, "Network")
         for layer in self.layers:
-            x, _ = layer.forward_with_cache(x)
-        return x
+            y, _ = layer.forward_with_cache(y)
+        return y
 
     def __call__(self, x: npt.ArrayLike) -> Array:
         return self.forward(x)
@@ -162,7 +163,7 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, TaylorMeth
         return self.layers[index]
 
     @property
-    def params(self) -> list[Array]:
+    def params(self) -> list[Array]:  # type: ignore[override]
         """The parameter arrays of all layers in layer order, ``[W1, b1, W2, ...]``.
 
         The live arrays, not copies: writing into them changes the network.  A
@@ -176,7 +177,7 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, TaylorMeth
         >>> [p.shape for p in net.params]
         [(2, 3), (3,), (3, 1)]
         """
-        return Chain.params.fget(self)  # type: ignore[attr-defined,no-any-return]
+        return super().params
 
     def _batched(
         self, compute: Callable[..., tuple], x: Array, chunk_size: Optional[int], rows: int, owner: str,
@@ -193,7 +194,10 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, TaylorMeth
         """Bytes of intermediates per sample: about two live blocks of ``rows`` rows of the
         widest layer (the input and output of a matrix product; activations scale
         blocks in place), plus the forward caches."""
-        _, widest, kept = self.footprint(x.shape[-1])
+        width = x.shape[-1]
+        if width not in self._footprints:  # the layers are fixed: once per input width
+            self._footprints[width] = self.footprint(width)
+        _, widest, kept = self._footprints[width]
         return x.itemsize * (2 * rows * widest + 2 * kept)
 
     def __repr__(self) -> str:
