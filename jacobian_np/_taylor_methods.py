@@ -421,7 +421,7 @@ class TaylorMethods:
         """Validate ``x``, check the layers' Taylor rules, warn about zero curvature from order 2."""
         x = as_input(x, self.d_in, owner)
         rules = ("taylor", "taylor_vjp", "param_grad") if params else ("taylor",)
-        require(self, rules, owner)  # type: ignore[arg-type]
+        require(self, rules, owner)
         if isinstance(order, (int, np.integer)) and order >= 2 and self.piecewise_linear:
             names = sorted({type(layer).__name__ for layer in _leaves(self)})
             warnings.warn(

@@ -778,7 +778,7 @@ class Elementwise(Layer):
             or_zeros(sum_of_products(lower[m - 1 :] + [rows], g[: K - m + 1]), series[m - 1], derivatives[0])
             for m in range(1, K)
         ]
-        grad_series.append(or_zeros(None if top is None else top * g[0], series[-1], derivatives[0]))
+        grad_series.append(or_zeros(None if top is None else top * derivatives[0][..., None, :], series[-1], derivatives[0]))
         dx = sum_of_products(lower, g[1:K])
         dx = None if dx is None else dx.sum(axis=-2)
         if top is not None:  # sum over a group's rows of top * g_K: g_K's row terms, and f'' times the sum of x_K
