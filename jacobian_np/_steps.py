@@ -16,6 +16,8 @@ step                      used by
 ``pull_params``           ``param_grad``
 ``push_tangents`` and     training through the Jacobian
 ``pull_tangents``         (``jacobian_param_grad``)
+``push_taylor`` and       Taylor mode (``taylor``, ``biharmonic``) and its
+``pull_taylor``           reverse mode (``taylor_param_grad``, ...)
 ========================  ===============================================
 
 :class:`LayerSteps` gives every step a generic default built from the rules, so a
@@ -41,12 +43,15 @@ from typing import Any, Callable, Optional, TypeVar
 import numpy as np
 
 from ._blocks import Block, Diag, Eye, dense
+from ._series import collapse, group_starts, spread
 from ._typing import Array, Cache
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: (T, S) of a second-order step: first tangents and second tangents (None: zero).
 Pairs = Optional[tuple[np.ndarray, np.ndarray]]
+#: Groups of paths whose top Taylor coefficient is collapsed (row counts), or None.
+Groups = Optional[tuple[int, ...]]
 
 
 def fused(*rules: str) -> Callable[[F], F]:
@@ -112,6 +117,8 @@ class LayerSteps:
     param_grad: Callable[..., Any]
     tangent_param_grad: Callable[..., Any]
     jacobian: Callable[..., Any]
+    taylor: Callable[..., Any]
+    taylor_vjp: Callable[..., Any]
 
     @property
     def params(self) -> list[Array]:
@@ -209,3 +216,64 @@ class LayerSteps:
                 f"expected {want} ({width} = {expected}). Fix the layer's {rule}."
             )
         return result
+
+    def push_taylor(self, series: list[Array], cache: Cache, groups: Groups) -> tuple[list[Array], Any]:
+        """Taylor step: the output coefficients of the paths, and what :meth:`pull_taylor` needs.
+
+        ``series`` holds the normalised coefficients ``[x_1, ..., x_K]`` of ``R`` paths
+        per sample, each ``(*batch, R, d_in)`` (``docs/taylor.md``).  With ``groups``
+        (row counts adding up to ``R``) the top coefficient ``x_K`` is collapsed: it
+        has one row per group, the sum over the group's paths, and so has the
+        result's.  The top coefficient enters every layer linearly,
+        ``y_K = J x_K + (terms in x_1, ..., x_(K-1))``, so a layer with a constant
+        Jacobian maps the collapsed rows directly (one row per group in its matrix
+        product, not one per path: its ``taylor`` and ``taylor_vjp`` get coefficients
+        with different row counts); another layer gets each group's sum in the
+        group's first row and zeros in the others, and its top output is summed
+        per group.  Every ``taylor`` rule sees only ordinary series.
+        """
+        if groups is None or not series:
+            return self.taylor(series, cache), series
+        if self.constant_jacobian:  # linear: the collapsed rows go through as they are
+            return self.taylor(series, cache), series
+        out = self.taylor(series[:-1] + [spread(series[-1], groups)], cache)
+        out[-1] = collapse(out[-1], groups)
+        return out, series
+
+    def pull_taylor(
+        self, dy: Optional[Array], grads: list[Array], saved: Any, cache: Cache, groups: Groups, need_input: bool
+    ) -> tuple[Optional[Array], Optional[list[Array]], list[Array]]:
+        """Taylor's reverse step (reverse over Taylor mode), the adjoint of :meth:`push_taylor`.
+
+        From the adjoints of the output value ``dy`` (``(*batch, d_out)``, ``None``:
+        zero) and coefficients ``grads``, those of the input value (``None``: zero)
+        and coefficients, and the parameter gradients; the input adjoints are
+        ``None, None`` unless ``need_input``.
+        """
+        series = saved
+        if groups is None or not series:
+            dx, grad_series, param_grads = self.taylor_vjp(series, grads, cache)
+        elif self.constant_jacobian:
+            dx, grad_series, param_grads = self.taylor_vjp(series, grads, cache)
+        else:  # the adjoint of a group's sum is the same in each of its rows, J^T times it
+            spread_grads = grads[:-1] + [np.repeat(grads[-1], groups, axis=-2)]
+            dx, grad_series, param_grads = self.taylor_vjp(series[:-1] + [spread(series[-1], groups)], spread_grads, cache)
+            grad_series[-1] = np.take(grad_series[-1], group_starts(groups), axis=-2)
+        if dy is not None:
+            if self.params:
+                param_grads = _plus_all(param_grads, self.param_grad(dy, cache))
+            if need_input:
+                dx = _plus(dx, self.backward(dy[..., None, :], cache)[..., 0, :])
+        if not need_input:
+            return None, None, param_grads
+        return dx, grad_series, param_grads
+
+
+def _plus(a: Optional[Array], b: Optional[Array]) -> Optional[Array]:
+    """``a + b`` where ``None`` stands for zero."""
+    return b if a is None else a if b is None else a + b
+
+
+def _plus_all(a: list[Array], b: list[Array]) -> list[Array]:
+    """Two lists of parameter gradients added (an empty list stands for zeros)."""
+    return b if not a else a if not b else [x + y for x, y in zip(a, b)]

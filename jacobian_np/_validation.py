@@ -189,3 +189,12 @@ def hutchinson_directions(x: Array, samples: int, dims: Any, seed: Any) -> np.nd
     V = np.zeros(x.shape[:-1] + (samples, x.shape[-1]), dtype=np.int8)
     V[..., dims] = signs
     return V
+
+
+def as_order(order: Any, owner: str) -> int:
+    """A derivative order: a non-negative integer (booleans refused)."""
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)):
+        raise TypeError(f"{owner} expects order to be a non-negative integer; got {order!r}.")
+    if order < 0:
+        raise ValueError(f"{owner} expects order to be a non-negative integer; got {order!r}.")
+    return int(order)

@@ -768,6 +768,7 @@ def check_param_grads(
     dtype: npt.DTypeLike = np.float64,
     rng: Optional[np.random.Generator] = None,
     jacobian: bool = True,
+    taylor: bool = False,
 ) -> CheckResult:
     """Compare a network's parameter gradients with central differences over its parameters.
 
@@ -791,6 +792,9 @@ def check_param_grads(
         Source of ``grad_y`` and ``grad_J``; default ``np.random.default_rng(0)``.
     jacobian : bool, default True
         Also check :meth:`Network.jacobian_param_grad`.
+    taylor : bool, default False
+        Also check :meth:`Network.taylor_param_grad` (order 3, a random direction and
+        random ``grad_T``) and :meth:`Network.laplacian_param_grad` (random ``grad_L``).
 
     Returns
     -------
@@ -815,6 +819,9 @@ def check_param_grads(
     >>> result = check_param_grads(net, rng.normal(size=(4, 2)))
     >>> bool(result), [c.name for c in result.comparisons]
     (True, ['param_grad', 'jacobian_param_grad'])
+    >>> result = check_param_grads(net, rng.normal(size=(4, 2)), jacobian=False, taylor=True)
+    >>> bool(result), [c.name for c in result.comparisons]
+    (True, ['param_grad', 'taylor_param_grad', 'laplacian_param_grad'])
     """
     if not isinstance(net, Network):
         raise TypeError(f"check_param_grads expects a jacobian_np.Network; got {type(net).__name__}.")
@@ -848,6 +855,26 @@ def check_param_grads(
                 lambda: np.sum(grad_J * net.jacobian(x)),
                 np.sum(np.abs(grad_J * J)),
                 lambda: net.jacobian_param_grad(x, grad_J),
+            )
+        )
+    if taylor:
+        v = rng.standard_normal(x.shape[-1:]).astype(x.dtype)
+        grad_T = rng.standard_normal((4,) + y.shape).astype(y.dtype)
+        T, L = net.taylor(x, v, 3), net.laplacian(x)
+        checks.append(
+            (
+                "taylor_param_grad",
+                lambda: np.sum(grad_T * net.taylor(x, v, 3)),
+                np.sum(np.abs(grad_T * T)),
+                lambda: net.taylor_param_grad(x, v, 3, grad_T),
+            )
+        )
+        checks.append(
+            (
+                "laplacian_param_grad",
+                lambda: np.sum(grad_y * net.laplacian(x)),
+                np.sum(np.abs(grad_y * L)),
+                lambda: net.laplacian_param_grad(x, grad_y),
             )
         )
     steps = _Steps.at(theta, y.dtype, eps)

@@ -30,6 +30,7 @@ from ._chain import Chain, chain_widths, mode_costs
 from ._chunking import DEFAULT_MEMORY_BUDGET, batched, chunk_length, get_memory_budget, set_memory_budget, summed
 from ._first_order import MODES, FirstOrderMethods
 from ._second_order import SecondOrderMethods
+from ._taylor_methods import TaylorMethods
 from ._training import TrainingMethods
 from ._typing import Array
 from ._validation import as_input
@@ -39,7 +40,9 @@ from .layer import Layer
 __all__ = ["DEFAULT_MEMORY_BUDGET", "MODES", "Network", "get_memory_budget", "set_memory_budget"]
 
 
-class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
+# TaylorMethods.taylor(x, v, order) is the public entry point; as a layer inside another network,
+# a Network is driven through its push_taylor step, never through the rule taylor(series, cache)
+class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, TaylorMethods, Chain):  # type: ignore[misc]
     """A feed-forward chain of layers, ``y = layers[-1](... layers[0](x))``.
 
     A network is itself a layer: it can be a layer of another network, the block
