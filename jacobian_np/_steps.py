@@ -103,6 +103,14 @@ def pair_rows(T: Array, pairs: Pairs) -> tuple[Array, Array]:
     return np.take(T, pairs[0], axis=-2), np.take(T, pairs[1], axis=-2)
 
 
+#: Rules that only a layer with parameters needs.
+_PARAMETER_RULES = ("param_grad", "tangent_param_grad")
+#: Rules that only a layer whose Jacobian depends on its input needs.
+_CURVATURE_RULES = ("curvature", "tangent_grad")
+#: Taylor-mode rules, whose defaults serve layers with constant Jacobians.
+_TAYLOR_RULES = ("taylor", "taylor_vjp")
+
+
 class LayerSteps:
     """Generic defaults of the engine's steps, built from a layer's rules (see the module)."""
 
@@ -196,6 +204,78 @@ class LayerSteps:
             bend = self.tangent_grad(dT, T_in, cache)
             dz_in = bend if dz_in is None else dz_in + bend
         return dz_in, self.backward(dT, cache), grads
+
+    def cost(self, rows: int, width_in: int, width_out: int) -> int:
+        """Multiply-adds to push ``rows`` rows through the layer, per sample.
+
+        :class:`~jacobian_np.Network` adds these up over the layers to choose
+        between forward and reverse mode (``docs/modes.md``).  The default,
+        ``rows * max(width_in, width_out)``, fits layers that do a few operations
+        per element; override it for a layer that does a matrix product.
+
+        Examples
+        --------
+        >>> from jacobian_np import Affine, Tanh
+        >>> Tanh().cost(10, 5, 5), Affine([[1.0, 2.0]]).cost(10, 1, 2)
+        (50, 20)
+        """
+        return rows * max(width_in, width_out)
+
+    def footprint(self, width_in: int) -> tuple[int, int, int]:
+        """``(width_out, widest, kept)``: the output width, the widest block the layer
+        handles and the values its cache keeps, per sample, for input width ``width_in``.
+
+        Chunking sizes batches from these (:func:`~jacobian_np.set_memory_budget`).
+        The default fits layers that keep their output (their input is the previous
+        layer's output); composite layers add up their children.
+        """
+        width_out = width_in if self.d_out is None else self.d_out
+        return width_out, max(width_in, width_out), width_out
+
+    def supports(self, rule: str) -> bool:
+        """Whether the layer can do what ``rule`` needs (``"tangent"``, ``"curvature"``, ...).
+
+        The one capability check of the package: passes and checks ask it before
+        they start, and :meth:`lacking` names the layers that cannot.
+
+        Examples
+        --------
+        >>> from jacobian_np import Layer, Tanh
+        >>> Tanh().supports("tangent"), Tanh().supports("curvature")
+        (True, True)
+        >>> class Scale(Layer):
+        ...     def forward(self, x):
+        ...         return 2 * x, None
+        ...     def backward(self, dy, cache):
+        ...         return 2 * dy
+        >>> Scale().supports("tangent")
+        False
+        """
+        return not self.lacking(rule)
+
+    def lacking(self, rule: str) -> list[str]:
+        """Names of the layers (this one, or for a composite its parts) that lack ``rule``.
+
+        A rule whose default raises is lacking while the class inherits that
+        default; ``param_grad`` and ``tangent_param_grad`` are needed only by layers
+        with parameters, ``curvature`` and ``tangent_grad`` only by layers whose
+        Jacobian is not constant.
+        """
+        if rule in _PARAMETER_RULES and not self.params:
+            return []
+        if (rule in _CURVATURE_RULES or rule in _TAYLOR_RULES) and self.constant_jacobian:
+            return []
+        method = getattr(type(self), rule, None)
+        if method is None or getattr(method, "missing", False):
+            return [type(self).__name__]
+        return []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        drop_stale_fast_paths(cls)
+        step = cls.forward_with_cache
+        if step is LayerSteps.forward_with_cache or any(step is vars(k).get("forward") for k in cls.__mro__[1:]):
+            cls.forward_with_cache = cls.forward  # type: ignore[method-assign]  # one call less per layer
 
     def _checked(self, result: Array, leading: tuple[int, ...], rule: str, width: str) -> Array:
         """``result``, after checking that its shape is ``leading`` plus the layer's width.

@@ -104,7 +104,7 @@ class TaylorMethods:
         (True, True)
         """
         owner = "Network.taylor"
-        x = self._taylor_input(x, owner, order)
+        x = _taylor_input(self, x, owner, order)
         order = as_order(order, owner)
         v = direction(v, x.shape, owner, "v")
         chunk = chunk_length(self._per_sample_bytes(x, _rows(self.layers, x.shape[-1], [1] * order, line=True)), chunk_size, owner)
@@ -143,7 +143,7 @@ class TaylorMethods:
         [(1, 8), (8,), (8, 1)]
         """
         owner = "Network.taylor_and_pullback"
-        x = self._taylor_input(x, owner, order, params=True)
+        x = _taylor_input(self, x, owner, order, params=True)
         order = as_order(order, owner)
         v = direction(v, x.shape, owner, "v")
         T, pullback = self._taylor_and_pullback(x, v, order)
@@ -194,10 +194,10 @@ class TaylorMethods:
         [(2, 6), (6,), (6, 1)]
         """
         owner = "Network.taylor_param_grad"
-        x = self._taylor_input(x, owner, order, params=True)
+        x = _taylor_input(self, x, owner, order, params=True)
         order = as_order(order, owner)
         v = direction(v, x.shape, owner, "v")
-        G = np.moveaxis(direction(grad_T, (order + 1,) + x.shape[:-1] + (self._width_out(x),), owner, "grad_T", broadcast=False), 0, -2)
+        G = np.moveaxis(direction(grad_T, (order + 1,) + x.shape[:-1] + (_width_out(self, x),), owner, "grad_T", broadcast=False), 0, -2)
         rows = _rows(self.layers, x.shape[-1], [1] * order, tape=True)
         chunk = chunk_length(self._per_sample_bytes(x, rows), chunk_size, owner)
         return summed(
@@ -257,7 +257,7 @@ class TaylorMethods:
         True
         """
         owner = "Network.biharmonic"
-        x = self._taylor_input(x, owner, 4)
+        x = _taylor_input(self, x, owner, 4)
         dims = input_dims(dims, x.shape[-1], owner)
         directions, groups, weights = _biharmonic_directions(x.shape[-1], dims)
 
@@ -304,7 +304,7 @@ class TaylorMethods:
         [(2, 8), (8,), (8, 1)]
         """
         owner = "Network.laplacian_and_pullback"
-        x = self._taylor_input(x, owner, 2, params=True)
+        x = _taylor_input(self, x, owner, 2, params=True)
         dims = input_dims(dims, x.shape[-1], owner)
         L, pullback = self._laplacian_and_pullback(x, dims)
         shape = L.shape
@@ -354,9 +354,9 @@ class TaylorMethods:
         [(3, 6), (6,), (6, 1)]
         """
         owner = "Network.laplacian_param_grad"
-        x = self._taylor_input(x, owner, 2, params=True)
+        x = _taylor_input(self, x, owner, 2, params=True)
         dims = input_dims(dims, x.shape[-1], owner)
-        G = direction(grad_L, x.shape[:-1] + (self._width_out(x),), owner, "grad_L", broadcast=False)
+        G = direction(grad_L, x.shape[:-1] + (_width_out(self, x),), owner, "grad_L", broadcast=False)
         chunk = chunk_length(self._per_sample_bytes(x, _rows(self.layers, x.shape[-1], [len(dims), 1], tape=True)), chunk_size, owner)
         return summed(lambda part, G_part: self._laplacian_and_pullback(part, dims)[1](G_part), x, chunk, (G,))
 
@@ -416,25 +416,6 @@ class TaylorMethods:
             return self.pull_taylor(None, grads, saved, cache, groups, False)[2]
 
         return L, pullback
-
-    def _taylor_input(self, x: npt.ArrayLike, owner: str, order: Any, params: bool = False) -> Array:
-        """Validate ``x``, check the layers' Taylor rules, warn about zero curvature from order 2."""
-        x = as_input(x, self.d_in, owner)
-        rules = ("taylor", "taylor_vjp", "param_grad") if params else ("taylor",)
-        require(self, rules, owner)
-        if isinstance(order, (int, np.integer)) and order >= 2 and self.piecewise_linear:
-            names = sorted({type(layer).__name__ for layer in _leaves(self)})
-            warnings.warn(
-                f"{owner}: every layer is piecewise linear ({', '.join(names)}), so derivatives of order 2 "
-                "and more are zero almost everywhere. For nonzero curvature use smooth activations such "
-                "as Tanh, Softplus, GELU or SiLU.",
-                ZeroCurvatureWarning,
-                stacklevel=3,
-            )
-        return x
-
-    def _width_out(self, x: Array) -> int:
-        return self.footprint(x.shape[-1])[0]
 
 
 def _default_taylor(layer: Layer) -> bool:
@@ -515,3 +496,24 @@ def _biharmonic_directions(d: int, dims: Sequence[int]) -> tuple[Array, tuple[in
         groups.append(len(pairs))
         weights.append(1 / 6)
     return np.array(blocks), tuple(groups), weights
+
+
+def _taylor_input(net: Any, x: npt.ArrayLike, owner: str, order: Any, params: bool = False) -> Array:
+    """Validate ``x``, check the layers' Taylor rules, warn about zero curvature from order 2."""
+    x = as_input(x, net.d_in, owner)
+    rules = ("taylor", "taylor_vjp", "param_grad") if params else ("taylor",)
+    require(net, rules, owner)
+    if isinstance(order, (int, np.integer)) and order >= 2 and net.piecewise_linear:
+        names = sorted({type(layer).__name__ for layer in _leaves(net)})
+        warnings.warn(
+            f"{owner}: every layer is piecewise linear ({', '.join(names)}), so derivatives of order 2 "
+            "and more are zero almost everywhere. For nonzero curvature use smooth activations such "
+            "as Tanh, Softplus, GELU or SiLU.",
+            ZeroCurvatureWarning,
+            stacklevel=3,
+        )
+    return x
+
+def _width_out(net: Any, x: Array) -> int:
+    return net.footprint(x.shape[-1])[0]
+

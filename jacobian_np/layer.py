@@ -27,16 +27,8 @@ from ._series import (
     truncated,
     zeros,
 )
-from ._steps import LayerSteps, Pairs, drop_stale_fast_paths, fused, optional, pair_rows
+from ._steps import _CURVATURE_RULES, LayerSteps, Pairs, fused, optional, pair_rows
 from ._typing import Array, Cache
-
-#: Rules that only a layer with parameters needs.
-_PARAMETER_RULES = ("param_grad", "tangent_param_grad")
-#: Rules that only a layer whose Jacobian depends on its input needs.
-_CURVATURE_RULES = ("curvature", "tangent_grad")
-#: Taylor-mode rules, whose defaults serve layers with constant Jacobians.
-_TAYLOR_RULES = ("taylor", "taylor_vjp")
-
 
 class Layer(LayerSteps, abc.ABC):
     """A differentiable map applied to the last axis of its input.
@@ -307,78 +299,6 @@ class Layer(LayerSteps, abc.ABC):
         raise NotImplementedError(
             f"{type(self).__name__} has parameters but does not implement tangent_param_grad(dT, T, cache)."
         )
-
-    def cost(self, rows: int, width_in: int, width_out: int) -> int:
-        """Multiply-adds to push ``rows`` rows through the layer, per sample.
-
-        :class:`~jacobian_np.Network` adds these up over the layers to choose
-        between forward and reverse mode (``docs/modes.md``).  The default,
-        ``rows * max(width_in, width_out)``, fits layers that do a few operations
-        per element; override it for a layer that does a matrix product.
-
-        Examples
-        --------
-        >>> from jacobian_np import Affine, Tanh
-        >>> Tanh().cost(10, 5, 5), Affine([[1.0, 2.0]]).cost(10, 1, 2)
-        (50, 20)
-        """
-        return rows * max(width_in, width_out)
-
-    def footprint(self, width_in: int) -> tuple[int, int, int]:
-        """``(width_out, widest, kept)``: the output width, the widest block the layer
-        handles and the values its cache keeps, per sample, for input width ``width_in``.
-
-        Chunking sizes batches from these (:func:`~jacobian_np.set_memory_budget`).
-        The default fits layers that keep their output (their input is the previous
-        layer's output); composite layers add up their children.
-        """
-        width_out = width_in if self.d_out is None else self.d_out
-        return width_out, max(width_in, width_out), width_out
-
-    def supports(self, rule: str) -> bool:
-        """Whether the layer can do what ``rule`` needs (``"tangent"``, ``"curvature"``, ...).
-
-        The one capability check of the package: passes and checks ask it before
-        they start, and :meth:`lacking` names the layers that cannot.
-
-        Examples
-        --------
-        >>> from jacobian_np import Layer, Tanh
-        >>> Tanh().supports("tangent"), Tanh().supports("curvature")
-        (True, True)
-        >>> class Scale(Layer):
-        ...     def forward(self, x):
-        ...         return 2 * x, None
-        ...     def backward(self, dy, cache):
-        ...         return 2 * dy
-        >>> Scale().supports("tangent")
-        False
-        """
-        return not self.lacking(rule)
-
-    def lacking(self, rule: str) -> list[str]:
-        """Names of the layers (this one, or for a composite its parts) that lack ``rule``.
-
-        A rule whose default raises is lacking while the class inherits that
-        default; ``param_grad`` and ``tangent_param_grad`` are needed only by layers
-        with parameters, ``curvature`` and ``tangent_grad`` only by layers whose
-        Jacobian is not constant.
-        """
-        if rule in _PARAMETER_RULES and not self.params:
-            return []
-        if (rule in _CURVATURE_RULES or rule in _TAYLOR_RULES) and self.constant_jacobian:
-            return []
-        method = getattr(type(self), rule, None)
-        if method is None or getattr(method, "missing", False):
-            return [type(self).__name__]
-        return []
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        drop_stale_fast_paths(cls)
-        step = cls.forward_with_cache
-        if step is LayerSteps.forward_with_cache or any(step is vars(k).get("forward") for k in cls.__mro__[1:]):
-            cls.forward_with_cache = cls.forward  # type: ignore[method-assign,assignment]  # one call less per layer
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
