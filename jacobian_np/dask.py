@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 else:
     DaskArray = Any
 
-__all__ = ["forward_backward", "hessian", "jacobian", "jvp", "laplacian", "vjp"]
+__all__ = ["biharmonic", "divergence", "forward_backward", "hessian", "hessian_diagonal", "jacobian", "jvp", "laplacian", "taylor", "vjp"]
 
 
 # --- the public functions: one call of the generic wrapper each ------------------------
@@ -211,7 +211,9 @@ def hessian(net: Network, X: DaskArray, *, blas_threads: Optional[int] = 1) -> D
     return _rowwise(net, X, "hessian", blas_threads=blas_threads)
 
 
-def laplacian(net: Network, X: DaskArray, *, blas_threads: Optional[int] = 1) -> DaskArray:
+def laplacian(
+    net: Network, X: DaskArray, dims: Optional[Sequence[int]] = None, *, blas_threads: Optional[int] = 1
+) -> DaskArray:
     """The per-sample Laplacian (trace of the Hessian) of a chunked dataset, lazily.
 
     Parameters
@@ -220,6 +222,10 @@ def laplacian(net: Network, X: DaskArray, *, blas_threads: Optional[int] = 1) ->
         The network, with ``d_in`` equal to the width of ``X``.
     X : dask.array.Array of shape (n, d_in)
         The samples, chunked along rows (column chunks are merged).
+    dims : sequence of int, optional
+        The inputs to sum over, as in :meth:`Network.laplacian`; all by default.
+        (The exact Laplacian only: a Hutchinson estimate would draw its
+        directions block by block.)
     blas_threads : int or None, default 1
         BLAS threads in each worker process that runs blocks (the ``processes``
         scheduler's, ``dask.distributed`` workers); ``None`` leaves them alone.
@@ -256,7 +262,117 @@ def laplacian(net: Network, X: DaskArray, *, blas_threads: Optional[int] = 1) ->
     >>> np.allclose(jnd.laplacian(net, X).compute(), net.laplacian(X.compute()))
     True
     """
-    return _rowwise(net, X, "laplacian", blas_threads=blas_threads)
+    return _rowwise(net, X, "laplacian", dims, blas_threads=blas_threads)
+
+
+def hessian_diagonal(
+    net: Network, X: DaskArray, dims: Optional[Sequence[int]] = None, *, blas_threads: Optional[int] = 1
+) -> DaskArray:
+    """``d² y_j / d x_k²`` for ``k`` in ``dims``, per sample of a chunked dataset, lazily.
+
+    As :meth:`Network.hessian_diagonal`, of shape ``(n, d_out, len(dims))``, chunked
+    along rows as ``X``; the parameters are those of :func:`laplacian`.
+
+    See Also
+    --------
+    Network.hessian_diagonal : the same for an in-memory batch.
+    jacobian_np.dask.laplacian : their sum.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import jacobian_np.dask as jnd
+    >>> from jacobian_np import Affine, Network, Tanh
+    >>> rng = np.random.default_rng(0)
+    >>> net = Network([Affine(rng.normal(size=(3, 4))), Tanh(), Affine(rng.normal(size=(4, 2)))])
+    >>> X = da.from_array(rng.normal(size=(10, 3)), chunks=5)
+    >>> np.allclose(jnd.hessian_diagonal(net, X, [0, 2]).compute(), net.hessian_diagonal(X.compute(), dims=[0, 2]))
+    True
+    """
+    return _rowwise(net, X, "hessian_diagonal", blas_threads=blas_threads, dims=dims)
+
+
+def divergence(net: Network, X: DaskArray, *, blas_threads: Optional[int] = 1) -> DaskArray:
+    """The exact divergence ``sum_k dy_k / dx_k`` of a vector field, per sample, lazily.
+
+    As :meth:`Network.divergence` with ``method="exact"``, of shape ``(n,)``; the
+    parameters are those of :func:`jacobian`.
+
+    See Also
+    --------
+    Network.divergence : the same for an in-memory batch, also as a Hutchinson estimate.
+    jacobian_np.dask.jacobian : the whole Jacobian.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import jacobian_np.dask as jnd
+    >>> from jacobian_np import Affine, Network, Tanh
+    >>> rng = np.random.default_rng(0)
+    >>> net = Network([Affine(rng.normal(size=(3, 4))), Tanh(), Affine(rng.normal(size=(4, 3)))])
+    >>> X = da.from_array(rng.normal(size=(10, 3)), chunks=5)
+    >>> np.allclose(jnd.divergence(net, X).compute(), net.divergence(X.compute()))
+    True
+    """
+    return _rowwise(net, X, "divergence", blas_threads=blas_threads)
+
+
+def biharmonic(
+    net: Network, X: DaskArray, dims: Optional[Sequence[int]] = None, *, blas_threads: Optional[int] = 1
+) -> DaskArray:
+    """The biharmonic ``sum_{k,l in dims} d⁴ y / dx_k² dx_l²``, per sample, lazily.
+
+    As :meth:`Network.biharmonic`, of shape ``(n, d_out)``; the parameters are
+    those of :func:`laplacian`.
+
+    See Also
+    --------
+    Network.biharmonic : the same for an in-memory batch.
+    jacobian_np.dask.taylor : directional derivatives of any order.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import jacobian_np.dask as jnd
+    >>> from jacobian_np import Affine, Network, Tanh
+    >>> rng = np.random.default_rng(0)
+    >>> net = Network([Affine(rng.normal(size=(2, 4))), Tanh(), Affine(rng.normal(size=(4, 1)))])
+    >>> X = da.from_array(rng.normal(size=(10, 2)), chunks=5)
+    >>> np.allclose(jnd.biharmonic(net, X).compute(), net.biharmonic(X.compute()))
+    True
+    """
+    return _rowwise(net, X, "biharmonic", dims, blas_threads=blas_threads)
+
+
+def taylor(net: Network, X: DaskArray, v: Any, order: int, *, blas_threads: Optional[int] = 1) -> DaskArray:
+    """Derivatives ``d^k/dt^k y(x + t v)`` for ``k = 0..order``, per sample, lazily.
+
+    As :meth:`Network.taylor`: of shape ``(order + 1, n, d_out)``, chunked along
+    its second axis as ``X`` along its rows.  ``v`` is one direction of shape
+    ``(d_in,)`` or a Dask array of shape ``(n, d_in)``, one per sample.
+
+    See Also
+    --------
+    Network.taylor : the same for an in-memory batch.
+    jacobian_np.dask.jvp : the first derivative alone.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import jacobian_np.dask as jnd
+    >>> from jacobian_np import Affine, Network, Tanh
+    >>> rng = np.random.default_rng(0)
+    >>> net = Network([Affine(rng.normal(size=(1, 4))), Tanh(), Affine(rng.normal(size=(4, 1)))])
+    >>> X = da.from_array(rng.normal(size=(10, 1)), chunks=5)
+    >>> T = jnd.taylor(net, X, np.ones(1), 3)
+    >>> T.shape, np.allclose(T.compute(), net.taylor(X.compute(), np.ones(1), 3))
+    ((4, 10, 1), True)
+    """
+    return _rowwise(net, X, "taylor", v, order, blas_threads=blas_threads, batch_axis=1)
 
 
 def jvp(net: Network, X: DaskArray, v: Any, *, blas_threads: Optional[int] = 1) -> tuple[DaskArray, DaskArray]:

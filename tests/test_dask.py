@@ -407,3 +407,30 @@ def test_import_jacobian_np_imports_no_dask():
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "name, args, kwargs",
+    [
+        ("hessian_diagonal", ([1, 0],), {}),
+        ("laplacian", ([2],), {}),
+        ("biharmonic", (), {}),
+        ("taylor", (np.array([0.5, -1.0, 2.0]), 3), {}),
+    ],
+)
+def test_taylor_operators_match_in_memory(name, args, kwargs):
+    rng = np.random.default_rng(3)
+    net = jn.Network([jn.Affine(rng.normal(size=(3, 5))), jn.Tanh(), jn.Affine(rng.normal(size=(5, 2)))])
+    X = rng.normal(size=(11, 3))
+    lazy = getattr(jnd, name)(net, da.from_array(X, chunks=4), *args, **kwargs)
+    in_memory = getattr(net, name)(X, *args) if name not in ("hessian_diagonal",) else net.hessian_diagonal(X, dims=args[0])
+    np.testing.assert_allclose(lazy.compute(scheduler="sync"), in_memory, rtol=1e-13, atol=1e-14)
+
+
+def test_divergence_matches_in_memory():
+    rng = np.random.default_rng(4)
+    net = jn.Network([jn.Affine(rng.normal(size=(3, 5))), jn.Tanh(), jn.Affine(rng.normal(size=(5, 3)))])
+    X = rng.normal(size=(9, 3))
+    lazy = jnd.divergence(net, da.from_array(X, chunks=4))
+    assert lazy.chunks == ((4, 4, 1),)
+    np.testing.assert_allclose(lazy.compute(scheduler="sync"), net.divergence(X), rtol=1e-13)
