@@ -88,6 +88,13 @@ class TaylorMethods:
         ZeroCurvatureWarning
             For ``order >= 2`` on a network whose layers are all piecewise linear.
 
+        See Also
+        --------
+        jvp : the first derivative alone, along one direction.
+        biharmonic : fourth derivatives summed over pairs of inputs.
+        taylor_param_grad : the gradient of a loss on T with respect to the parameters.
+        jacobian_np.dask.taylor : the same for a dataset larger than memory.
+
         Examples
         --------
         ``u, u_x, ..., u_xxxx`` of a one-input network in one call:
@@ -129,6 +136,12 @@ class TaylorMethods:
         once for both: use it when the loss's gradient depends on ``T`` (a
         training step).  The pullback keeps every layer's coefficients alive, so
         it is not chunked.
+
+        See Also
+        --------
+        taylor : the derivatives alone.
+        taylor_param_grad : the gradient in one call, when grad_T does not depend on T.
+        jacobian_and_pullback : the same for the Jacobian.
 
         Examples
         --------
@@ -181,6 +194,12 @@ class TaylorMethods:
         ------
         ValueError, TypeError, NotImplementedError
             As in :meth:`taylor`, and for ``grad_T`` of the wrong shape.
+
+        See Also
+        --------
+        taylor : the derivatives themselves.
+        taylor_and_pullback : one pass for both, for a training step.
+        check_param_grads : checks this gradient (taylor=True).
 
         Examples
         --------
@@ -241,6 +260,12 @@ class TaylorMethods:
         ZeroCurvatureWarning
             If every layer is piecewise linear.
 
+        See Also
+        --------
+        laplacian : second derivatives summed over the inputs.
+        taylor : directional derivatives of any order.
+        jacobian_np.dask.biharmonic : the same for a dataset larger than memory.
+
         Examples
         --------
         ``y = sin(a . x)`` has the biharmonic ``|a|**4 sin(a . x)``, and
@@ -286,6 +311,12 @@ class TaylorMethods:
         coefficients of the ``len(dims)`` directions and one summed
         second-order coefficient.  Not chunked (the pullback keeps every
         layer's coefficients alive).
+
+        See Also
+        --------
+        laplacian : the Laplacian alone.
+        laplacian_param_grad : the gradient in one call.
+        jacobian_and_pullback : the same for the Jacobian.
 
         Examples
         --------
@@ -341,6 +372,12 @@ class TaylorMethods:
         -------
         list of ndarray
             One array per entry of :attr:`params`, of the same shape.
+
+        See Also
+        --------
+        laplacian : the Laplacian itself.
+        laplacian_and_pullback : one pass for both, for a training step.
+        param_grad : the gradient of a loss on the output instead.
 
         Examples
         --------

@@ -446,6 +446,12 @@ class Elementwise(Layer):
     ``tangent``, ``curvature`` or ``tangent_grad`` loses that fast path, so its
     override is what every method of :class:`~jacobian_np.Network` computes.
 
+    See Also
+    --------
+    Layer : the protocol, for layers that are not elementwise.
+    check_layer : compare f', f'' and the steps built on them with finite differences.
+    Tanh : a built-in activation written this way.
+
     Examples
     --------
     A cube activation in three lines:
@@ -718,6 +724,11 @@ def implements(layer: Layer, method: str) -> bool:
     """Whether ``layer`` implements the optional ``method``: ``layer.supports(method)``.
 
     Kept for code written before :meth:`Layer.supports`.
+
+    See Also
+    --------
+    Layer.supports : the capability check itself.
+    Layer.lacking : which parts of a composite layer lack a rule.
 
     Examples
     --------

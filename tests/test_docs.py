@@ -86,15 +86,18 @@ def test_api_reference_lists_every_public_name():
 #: strict xfail: once a name has its section the test fails until the name is
 #: removed here.  Nothing from any other module belongs in this list.
 SEE_ALSO_PENDING = {
-    "Affine", "ELU", "Elementwise", "GELU", "Identity", "LeakyReLU", "LogSoftmax",
-    "ReLU", "SiLU", "Sigmoid", "Sin", "Softmax", "Softplus", "Tanh", "jacobian_np.layer.implements",
+    "Affine", "ELU", "GELU", "Identity", "LeakyReLU", "LogSoftmax",
+    "ReLU", "SiLU", "Sigmoid", "Sin", "Softmax", "Softplus", "Tanh",
 }
 PENDING_MODULES = {"jacobian_np.layer", "jacobian_np.activations", "jacobian_np.affine"}
 
 #: where the public methods of Network are defined (network.py and its pass
 #: modules); the layer-protocol methods it inherits (backward, pull, ...) are
 #: documented on Layer
-NETWORK_MODULES = {"jacobian_np.network", "jacobian_np._first_order", "jacobian_np._second_order", "jacobian_np._training"}
+NETWORK_MODULES = {
+    "jacobian_np.network", "jacobian_np._first_order", "jacobian_np._second_order", "jacobian_np._training",
+    "jacobian_np._taylor_methods",
+}
 
 #: numpydoc order: See Also after these sections and before the next ones
 BEFORE_SEE_ALSO = ("Parameters", "Returns", "Yields", "Raises", "Warns")
@@ -140,7 +143,8 @@ def test_network_methods_are_all_covered():
     expected = {
         "forward", "forward_backward", "jacobian", "mode_costs", "jvp", "vjp", "divergence", "hessian",
         "laplacian", "hessian_diagonal", "params", "get_flat_params", "set_flat_params", "param_grad",
-        "jacobian_param_grad", "jacobian_and_pullback",
+        "jacobian_param_grad", "jacobian_and_pullback", "taylor", "biharmonic", "taylor_param_grad",
+        "taylor_and_pullback", "laplacian_param_grad", "laplacian_and_pullback",
     }
     assert expected <= {name.removeprefix("Network.") for name in _network_methods()}
 
