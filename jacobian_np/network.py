@@ -11,7 +11,9 @@ chunks and calls a pass.  Where things live:
 - the entry points by kind of pass: ``_first_order.py`` (values, Jacobians,
   ``jvp``, ``vjp``, ``divergence``), ``_second_order.py`` (``hessian``,
   ``laplacian``, ``hessian_diagonal``), ``_training.py`` (parameters and their
-  gradients);
+  gradients), ``_taylor_methods.py`` (``taylor``, ``biharmonic``) and
+  ``_taylor_training.py`` (the weight gradients of Taylor-mode quantities); the
+  series arithmetic of Taylor mode: ``_series.py``;
 - chunking and the memory budget: ``_chunking.py``.
 
 A new derivative quantity adds a step with a generic default to ``_steps.py``, its
@@ -31,6 +33,7 @@ from ._chunking import DEFAULT_MEMORY_BUDGET, batched, chunk_length, get_memory_
 from ._first_order import MODES, FirstOrderMethods
 from ._second_order import SecondOrderMethods
 from ._taylor_methods import TaylorMethods
+from ._taylor_training import TaylorTrainingMethods
 from ._training import TrainingMethods
 from ._typing import Array
 from ._validation import as_input
@@ -42,7 +45,7 @@ __all__ = ["DEFAULT_MEMORY_BUDGET", "MODES", "Network", "get_memory_budget", "se
 
 # TaylorMethods.taylor(x, v, order) is the public entry point; as a layer inside another network,
 # a Network is driven through its push_taylor step, never through the rule taylor(series, cache)
-class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, TaylorMethods, Chain):  # type: ignore[misc]
+class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, TaylorMethods, TaylorTrainingMethods, Chain):  # type: ignore[misc]
     """A feed-forward chain of layers, ``y = layers[-1](... layers[0](x))``.
 
     A network is itself a layer: it can be a layer of another network, the block

@@ -96,7 +96,7 @@ PENDING_MODULES = {"jacobian_np.layer", "jacobian_np.activations", "jacobian_np.
 #: documented on Layer
 NETWORK_MODULES = {
     "jacobian_np.network", "jacobian_np._first_order", "jacobian_np._second_order", "jacobian_np._training",
-    "jacobian_np._taylor_methods",
+    "jacobian_np._taylor_methods", "jacobian_np._taylor_training",
 }
 
 #: numpydoc order: See Also after these sections and before the next ones
