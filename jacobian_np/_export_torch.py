@@ -18,7 +18,7 @@ from ._export_walk import LayerWalk, as_network, network_dtype
 try:
     import torch
 except ImportError:  # pragma: no cover - to_torch raises ImportError before importing this module
-    torch = None  # type: ignore[assignment]
+    torch = None  # type: ignore[assignment,unused-ignore]
 
 if torch is not None:
 

@@ -95,7 +95,7 @@ class _GraphReader:
         self.module, self.torch = module, torch
         fx = __import__("torch.fx", fromlist=["Tracer"])
 
-        class Tracer(fx.Tracer):  # type: ignore[name-defined]
+        class Tracer(fx.Tracer):  # type: ignore[name-defined,unused-ignore]
             record_stack_traces = True
 
         self.tracer = Tracer()
