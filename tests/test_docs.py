@@ -149,7 +149,7 @@ def test_network_methods_are_all_covered():
     assert expected <= {name.removeprefix("Network.") for name in _network_methods()}
 
 
-@pytest.mark.parametrize("obj", _see_also_cases())
+@pytest.mark.parametrize("obj", list(_see_also_cases()))
 def test_public_api_has_see_also(obj):
     """Every public name points to its neighbours, in numpydoc's section order."""
     doc = inspect.getdoc(obj) or ""
