@@ -214,5 +214,12 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, TaylorMeth
         _, widest, kept = self._footprints[width]
         return x.itemsize * (2 * rows * widest + 2 * kept)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the layers, not what is derived from them on use (execution plans hold
+        locks and per-thread buffers; they are rebuilt after unpickling)."""
+        state = dict(self.__dict__)
+        state.pop("_plan_cache", None)
+        return state
+
     def __repr__(self) -> str:
         return f"Network([{', '.join(map(repr, self.layers))}])"
