@@ -19,6 +19,7 @@ from .activations import (
 )
 from .affine import Affine
 from .errors import ModelFileError, ZeroCurvatureWarning
+from .export import to_c, to_onnx, to_torch
 from .importers import from_onnx, from_sklearn, from_torch
 from .io import load, save
 from .composite import Parallel, Residual
@@ -66,4 +67,7 @@ __all__ = [
     "numerical_jacobian",
     "save",
     "set_memory_budget",
+    "to_c",
+    "to_onnx",
+    "to_torch",
 ]

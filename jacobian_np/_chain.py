@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ._blocks import Block
-from ._steps import Pairs
+from ._steps import Groups, Pairs
 from ._typing import Array, Cache
 from .composite import Composite
 from .layer import Layer
@@ -134,12 +134,36 @@ class Chain(Composite):
             widest, kept = max(widest, layer_widest), kept + layer_kept
         return width, widest, kept
 
+    def push_taylor(self, series: list[Array], cache: Cache, groups: Groups) -> tuple[list[Array], Any]:
+        saved = []
+        for layer, layer_cache in zip(self.layers, self._caches(cache)):
+            series, layer_saved = layer.push_taylor(series, layer_cache, groups)
+            saved.append(layer_saved)
+        return series, saved
+
+    def pull_taylor(
+        self, dy: Optional[Array], grads: list[Array], saved: Any, cache: Cache, groups: Groups, need_input: bool
+    ) -> tuple[Optional[Array], Optional[list[Array]], list[Array]]:
+        caches = self._caches(cache)
+        param_grads: list[list[Array]] = []
+        grads_now: Optional[list[Array]] = grads
+        for index in range(len(self.layers) - 1, -1, -1):
+            dy, grads_now, layer_grads = self.layers[index].pull_taylor(
+                dy, grads_now, saved[index], caches[index], groups, need_input or index > 0  # type: ignore[arg-type]
+            )
+            param_grads.append(layer_grads)
+        return dy, grads_now, self._merged_grads(param_grads[::-1])
+
 
 def require(layer: Any, rules: tuple[str, ...], what: str, hint: str = "") -> None:
     """Raise ``NotImplementedError`` naming every part of ``layer`` that lacks one of ``rules``.
 
-    The one capability check of the entry points, with one message format.
+    The one capability check of the entry points, with one message format.  A
+    layer's rules are fixed once it exists, so a check that passed is remembered.
     """
+    passed = layer.__dict__.setdefault("_passed_checks", set())
+    if rules in passed:
+        return
     missing: dict[str, list[str]] = {}
     for rule in rules:
         for name in layer.lacking(rule):
@@ -148,6 +172,7 @@ def require(layer: Any, rules: tuple[str, ...], what: str, hint: str = "") -> No
         detail = "; ".join(f"{name} lacks {', '.join(lacks)}" for name, lacks in missing.items())
         needs = ", ".join(f"Layer.{rule}" for rule in rules)
         raise NotImplementedError(f"{what} needs {needs}: {detail}.{' ' + hint if hint else ''}")
+    passed.add(rules)
 
 
 def chain_widths(layers: tuple[Layer, ...]) -> tuple[Optional[int], Optional[int]]:

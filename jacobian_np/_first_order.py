@@ -82,6 +82,14 @@ class FirstOrderMethods:
             If ``mode="forward"`` and a layer that forward mode needs lacks
             ``tangent`` (the message names it).
 
+        See Also
+        --------
+        jacobian : ``J`` alone, skipping work that only ``y`` needs.
+        jvp, vjp : one product with ``J`` per sample, without forming ``J``.
+        hessian : the second derivatives.
+        mode_costs : the cost model behind ``mode="auto"``.
+        jacobian_np.dask.forward_backward : the same for a dataset larger than memory.
+
         Examples
         --------
         >>> import numpy as np
@@ -107,6 +115,15 @@ class FirstOrderMethods:
         The same as ``forward_backward(x, mode, chunk_size)[1]`` (see
         :meth:`forward_backward` for the parameters), but it skips work that only
         the output needs: in forward mode, the values of the final affine layers.
+
+        See Also
+        --------
+        forward_backward : the output too, and the parameters explained.
+        jvp, vjp : one product with ``J`` per sample, cheaper than all of ``J``.
+        hessian : the second derivatives.
+        divergence : the trace of ``J``, for vector fields.
+        check_network : compare ``J`` with central finite differences.
+        jacobian_np.dask.jacobian : the same for a dataset larger than memory.
 
         Examples
         --------
@@ -136,6 +153,12 @@ class FirstOrderMethods:
         ``"auto"`` picks the cheaper, reverse on a tie.  A mode that is not
         available (a layer lacks ``tangent``) or a network whose widths are not
         known (activations only) has cost ``None``.
+
+        See Also
+        --------
+        forward_backward, jacobian : take ``mode``; ``"auto"`` picks by these costs.
+        Layer.cost : one layer's cost, which these sum.
+        set_memory_budget : how many samples a chunk holds, the other speed knob.
 
         Examples
         --------
@@ -180,6 +203,8 @@ class FirstOrderMethods:
         --------
         vjp : ``u^T J``, by reverse mode.
         jacobian : the whole ``J``.
+        divergence : the trace of ``J`` from forward-mode products.
+        jacobian_np.dask.jvp : the same for a dataset larger than memory.
 
         Examples
         --------
@@ -234,7 +259,9 @@ class FirstOrderMethods:
         See Also
         --------
         jvp : ``J v``, by forward mode.
+        jacobian : the whole ``J``.
         param_grad : the gradient with respect to the parameters instead.
+        jacobian_np.dask.vjp : the same for a dataset larger than memory.
 
         Examples
         --------
@@ -291,7 +318,9 @@ class FirstOrderMethods:
 
         See Also
         --------
-        laplacian : the divergence of the gradient.
+        jacobian : the whole ``J``, whose trace this is.
+        jvp : one forward-mode product ``J v``.
+        laplacian : the divergence of the gradient (second derivatives).
 
         Examples
         --------

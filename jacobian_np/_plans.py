@@ -49,9 +49,10 @@ What a plan does
   every call, never copied into the plan: writing into :attr:`Network.params` or
   calling :meth:`Network.set_flat_params` changes what the next call computes.
 - Buffers: the blocks and the affine values of one chunk are allocated once per
-  thread (``threading.local``) and chunk length, and reused; no buffer is ever
-  returned.  Results are allocated for every call and owned by the caller.  Each
-  thread has its own buffers, so a network can be used from several threads.
+  thread and chunk length, and reused; no buffer is ever returned.  Results are
+  allocated for every call and owned by the caller.  Each thread has its own
+  buffers, so a network can be used from several threads; all plans of a thread
+  share a pool of at most twice the memory budget (:func:`_per_thread`).
 
 Not yet planned: ``jvp``, ``vjp``, ``divergence``, ``param_grad`` and the full
 ``hessian`` of several inputs (the pairs ``k < l``), which run the generic passes.
@@ -65,6 +66,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import weakref
 from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
@@ -321,30 +323,73 @@ class Plan:
         self.with_value, self.chunk = with_value, chunk
         self.widths, self.value_dtypes, self.dtype = probe
         self.rows = self.widths[-1] if self.reverse else self.widths[0]
-        self._local = threading.local()
+
+    def _program(self, c: int) -> "_Program":
+        return _per_thread(self, c, lambda: _Program(self, c))
 
     def __call__(self, x: Array) -> tuple[Optional[Array], Array]:
         d_in, d_out = self.widths[0], self.widths[-1]
-        programs = self._local.__dict__.get("programs")
-        if programs is None:
-            programs = self._local.programs = {}
         if x.ndim == 1:  # one point: the shortest path
             J = np.empty((d_out, d_in), dtype=self.dtype)
             y = np.empty(d_out, dtype=self.value_dtypes[-1]) if self.with_value else None
-            program = programs.get(1) or programs.setdefault(1, _Program(self, 1))
-            program(x[None], J[None], None if y is None else y[None])
+            self._program(1)(x[None], J[None], None if y is None else y[None])
             return y, J
         n = len(x)
         J = np.empty((n, d_out, d_in), dtype=self.dtype)
         y = np.empty((n, d_out), dtype=self.value_dtypes[-1]) if self.with_value else None
         for start in range(0, n, self.chunk):
             stop = min(n, start + self.chunk)
-            program = programs.get(stop - start) or programs.setdefault(stop - start, _Program(self, stop - start))
+            program = self._program(stop - start)
             if stop - start == n:  # one chunk: the whole arrays
                 program(x, J, y)
             else:
                 program(x[start:stop], J[start:stop], None if y is None else y[start:stop])
         return y, J
+
+
+class _Buffers(tuple):
+    """Arrays a plan reuses from call to call, with their size for the per-thread pool."""
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self)
+
+
+#: Each thread's buffers of all plans: key -> (weak reference to the plan, buffers), least
+#: recently used first, and their total size.
+_pool = threading.local()
+
+
+def _per_thread(plan: Any, key: Any, build: Callable[[], Any]) -> Any:
+    """This thread's buffers (or a program holding them) of ``plan`` for ``key``: ``build()``'s,
+    kept for the next call.
+
+    All plans of a thread share one pool of at most twice the memory budget, the least
+    recently used dropped first (and rebuilt if used again): a Dask worker, say, keeps the
+    network of every task it ran, each a copy with its own plans, and those copies must
+    not each keep their buffers.  A buffer never outlives its use by another plan, since
+    the pool checks the plan's identity through a weak reference.
+    """
+    pool = _pool.__dict__.get("entries")
+    if pool is None:
+        pool = _pool.entries = collections.OrderedDict()
+        _pool.nbytes = 0
+    full_key = (id(plan), key)
+    entry = pool.get(full_key)
+    if entry is not None:
+        if entry[0]() is plan:
+            pool.move_to_end(full_key)
+            return entry[1]
+        del pool[full_key]  # a dead plan's, whose id is now another's
+        _pool.nbytes -= entry[1].nbytes
+    value = build()
+    pool[full_key] = (weakref.ref(plan), value)
+    _pool.nbytes += value.nbytes
+    limit = 2 * get_memory_budget()
+    while _pool.nbytes > limit and len(pool) > 1:
+        _, (_, dropped) = pool.popitem(last=False)
+        _pool.nbytes -= dropped.nbytes
+    return value
 
 
 def _affine_values(layer: Affine, v: Array, out: Optional[Array]) -> Array:
@@ -398,10 +443,13 @@ class _Program:
         self.blocks: list = []
         self.steps = self._pass(plan, c)
         # two buffers, used in turn, each as large as the largest block it holds
+        self.nbytes = sum(out.nbytes for _, _, _, out in self.head + self.tail if out is not None)
+        self.nbytes += 0 if self.transposed is None else self.transposed.nbytes
         for slot in (0, 1):
             views = [block for block in self.blocks if block.slot == slot]
             if views:
                 buffer = np.empty(max(block.size for block in views), dtype=plan.dtype)
+                self.nbytes += buffer.nbytes
                 for block in views:
                     block.allocate(buffer, self.rows, c)
 
@@ -648,7 +696,6 @@ class TrainingPlan:
                 v, cache = layer.forward_with_cache(v)
                 self.dtypes.append(np.result_type(self.dtypes[-1], v, *layer.fprimes(*cache)))
         self.dtype = np.result_type(*self.dtypes)
-        self._local = threading.local()
 
     def __call__(self, x: Array) -> tuple[Array, Callable[[Array], list[Array]]]:
         X = x[None] if x.ndim == 1 else x
@@ -681,10 +728,8 @@ class TrainingPlan:
         """The parameter gradients of ``sum(G * J)``: Layer.pull_tangents through the stacks."""
         n, K = G.shape[0], G.shape[2]
         dtype = np.result_type(G, self.dtype)
-        buffers = self._local.__dict__.setdefault("buffers", {}).get((n, dtype))
-        if buffers is None:
-            size = max(self.widths) * (1 + K) * n
-            buffers = self._local.buffers[n, dtype] = (np.empty(size, dtype), np.empty(size, dtype))
+        size = max(self.widths) * (1 + K) * n
+        buffers = _per_thread(self, (n, dtype), lambda: _Buffers((np.empty(size, dtype), np.empty(size, dtype))))
         width = self.widths[-1]
         dV = buffers[0][: width * (1 + K) * n].reshape(width, 1 + K, n)
         dV[:, 0, :] = 0  # the loss depends on the values only through the tangents
@@ -750,7 +795,6 @@ class SecondOrderPlan:
             else:
                 v, cache = layer.forward_with_cache(v)
                 self.dtypes.append(np.result_type(self.dtypes[-1], v, *layer.fprimes(*cache)))
-        self._local = threading.local()
 
     def __call__(self, x: Array, T: Array) -> Array:
         X = x[None] if x.ndim == 1 else x
@@ -791,10 +835,7 @@ class SecondOrderPlan:
 
     def _stacks(self, c: int) -> list:
         """This thread's stacks for chunks of ``c`` samples, up to the last elementwise layer."""
-        stacks = self._local.__dict__.setdefault("stacks", {}).get(c)
-        if stacks is None:
-            rows = 1 + self.K + self.P
-            stacks = self._local.stacks[c] = [
-                np.empty((rows, width, c), dtype) for width, dtype in zip(self.widths, self.dtypes[: self.stop + 1])
-            ]
-        return stacks
+        rows = 1 + self.K + self.P
+        return _per_thread(self, c, lambda: _Buffers(
+            np.empty((rows, width, c), dtype) for width, dtype in zip(self.widths, self.dtypes[: self.stop + 1])
+        ))

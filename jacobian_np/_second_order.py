@@ -68,6 +68,13 @@ class SecondOrderMethods:
             If every layer is piecewise linear (ReLU, LeakyReLU, Identity, Affine):
             the result is then zero almost everywhere.
 
+        See Also
+        --------
+        laplacian : its trace, much cheaper than the whole Hessian.
+        hessian_diagonal : only the terms ``k == l``, without the others.
+        jacobian : the first derivatives.
+        jacobian_np.dask.hessian : the same for a dataset larger than memory.
+
         Examples
         --------
         >>> import numpy as np
@@ -154,7 +161,9 @@ class SecondOrderMethods:
         --------
         hessian : all second derivatives.
         hessian_diagonal : the terms of the sum, one by one.
-        laplacian_param_grad : its gradient with respect to the parameters.
+        divergence : the first-order counterpart for vector fields.
+        jacobian_np.dask.laplacian : the same for a dataset larger than memory.
+        to_onnx : export a network with its Laplacian (``laplacian=True``).
 
         Examples
         --------
@@ -222,7 +231,8 @@ class SecondOrderMethods:
 
         See Also
         --------
-        hessian, laplacian
+        hessian : every second derivative, the off-diagonal ones too.
+        laplacian : the sum of these terms, cheaper when only the sum is needed.
 
         Examples
         --------

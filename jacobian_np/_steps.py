@@ -16,6 +16,8 @@ step                      used by
 ``pull_params``           ``param_grad``
 ``push_tangents`` and     training through the Jacobian
 ``pull_tangents``         (``jacobian_param_grad``)
+``push_taylor`` and       Taylor mode (``taylor``, ``biharmonic``) and its
+``pull_taylor``           reverse mode (``taylor_param_grad``, ...)
 ========================  ===============================================
 
 :class:`LayerSteps` gives every step a generic default built from the rules, so a
@@ -41,12 +43,15 @@ from typing import Any, Callable, Optional, TypeVar
 import numpy as np
 
 from ._blocks import Block, Diag, Eye, dense
+from ._series import collapse, group_starts, spread
 from ._typing import Array, Cache
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: (T, S) of a second-order step: first tangents and second tangents (None: zero).
 Pairs = Optional[tuple[np.ndarray, np.ndarray]]
+#: Groups of paths whose top Taylor coefficient is collapsed (row counts), or None.
+Groups = Optional[tuple[int, ...]]
 
 
 def fused(*rules: str) -> Callable[[F], F]:
@@ -98,6 +103,14 @@ def pair_rows(T: Array, pairs: Pairs) -> tuple[Array, Array]:
     return np.take(T, pairs[0], axis=-2), np.take(T, pairs[1], axis=-2)
 
 
+#: Rules that only a layer with parameters needs.
+_PARAMETER_RULES = ("param_grad", "tangent_param_grad")
+#: Rules that only a layer whose Jacobian depends on its input needs.
+_CURVATURE_RULES = ("curvature", "tangent_grad")
+#: Taylor-mode rules, whose defaults serve layers with constant Jacobians.
+_TAYLOR_RULES = ("taylor", "taylor_vjp")
+
+
 class LayerSteps:
     """Generic defaults of the engine's steps, built from a layer's rules (see the module)."""
 
@@ -112,6 +125,8 @@ class LayerSteps:
     param_grad: Callable[..., Any]
     tangent_param_grad: Callable[..., Any]
     jacobian: Callable[..., Any]
+    taylor: Callable[..., Any]
+    taylor_vjp: Callable[..., Any]
 
     @property
     def params(self) -> list[Array]:
@@ -190,6 +205,78 @@ class LayerSteps:
             dz_in = bend if dz_in is None else dz_in + bend
         return dz_in, self.backward(dT, cache), grads
 
+    def cost(self, rows: int, width_in: int, width_out: int) -> int:
+        """Multiply-adds to push ``rows`` rows through the layer, per sample.
+
+        :class:`~jacobian_np.Network` adds these up over the layers to choose
+        between forward and reverse mode (``docs/modes.md``).  The default,
+        ``rows * max(width_in, width_out)``, fits layers that do a few operations
+        per element; override it for a layer that does a matrix product.
+
+        Examples
+        --------
+        >>> from jacobian_np import Affine, Tanh
+        >>> Tanh().cost(10, 5, 5), Affine([[1.0, 2.0]]).cost(10, 1, 2)
+        (50, 20)
+        """
+        return rows * max(width_in, width_out)
+
+    def footprint(self, width_in: int) -> tuple[int, int, int]:
+        """``(width_out, widest, kept)``: the output width, the widest block the layer
+        handles and the values its cache keeps, per sample, for input width ``width_in``.
+
+        Chunking sizes batches from these (:func:`~jacobian_np.set_memory_budget`).
+        The default fits layers that keep their output (their input is the previous
+        layer's output); composite layers add up their children.
+        """
+        width_out = width_in if self.d_out is None else self.d_out
+        return width_out, max(width_in, width_out), width_out
+
+    def supports(self, rule: str) -> bool:
+        """Whether the layer can do what ``rule`` needs (``"tangent"``, ``"curvature"``, ...).
+
+        The one capability check of the package: passes and checks ask it before
+        they start, and :meth:`lacking` names the layers that cannot.
+
+        Examples
+        --------
+        >>> from jacobian_np import Layer, Tanh
+        >>> Tanh().supports("tangent"), Tanh().supports("curvature")
+        (True, True)
+        >>> class Scale(Layer):
+        ...     def forward(self, x):
+        ...         return 2 * x, None
+        ...     def backward(self, dy, cache):
+        ...         return 2 * dy
+        >>> Scale().supports("tangent")
+        False
+        """
+        return not self.lacking(rule)
+
+    def lacking(self, rule: str) -> list[str]:
+        """Names of the layers (this one, or for a composite its parts) that lack ``rule``.
+
+        A rule whose default raises is lacking while the class inherits that
+        default; ``param_grad`` and ``tangent_param_grad`` are needed only by layers
+        with parameters, ``curvature`` and ``tangent_grad`` only by layers whose
+        Jacobian is not constant.
+        """
+        if rule in _PARAMETER_RULES and not self.params:
+            return []
+        if (rule in _CURVATURE_RULES or rule in _TAYLOR_RULES) and self.constant_jacobian:
+            return []
+        method = getattr(type(self), rule, None)
+        if method is None or getattr(method, "missing", False):
+            return [type(self).__name__]
+        return []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        drop_stale_fast_paths(cls)
+        step = cls.forward_with_cache
+        if step is LayerSteps.forward_with_cache or any(step is vars(k).get("forward") for k in cls.__mro__[1:]):
+            cls.forward_with_cache = cls.forward  # type: ignore[method-assign]  # one call less per layer
+
     def _checked(self, result: Array, leading: tuple[int, ...], rule: str, width: str) -> Array:
         """``result``, after checking that its shape is ``leading`` plus the layer's width.
 
@@ -209,3 +296,64 @@ class LayerSteps:
                 f"expected {want} ({width} = {expected}). Fix the layer's {rule}."
             )
         return result
+
+    def push_taylor(self, series: list[Array], cache: Cache, groups: Groups) -> tuple[list[Array], Any]:
+        """Taylor step: the output coefficients of the paths, and what :meth:`pull_taylor` needs.
+
+        ``series`` holds the normalised coefficients ``[x_1, ..., x_K]`` of ``R`` paths
+        per sample, each ``(*batch, R, d_in)`` (``docs/taylor.md``).  With ``groups``
+        (row counts adding up to ``R``) the top coefficient ``x_K`` is collapsed: it
+        has one row per group, the sum over the group's paths, and so has the
+        result's.  The top coefficient enters every layer linearly,
+        ``y_K = J x_K + (terms in x_1, ..., x_(K-1))``, so a layer with a constant
+        Jacobian maps the collapsed rows directly (one row per group in its matrix
+        product, not one per path: its ``taylor`` and ``taylor_vjp`` get coefficients
+        with different row counts); another layer gets each group's sum in the
+        group's first row and zeros in the others, and its top output is summed
+        per group.  Every ``taylor`` rule sees only ordinary series.
+        """
+        if groups is None or not series:
+            return self.taylor(series, cache), series
+        if self.constant_jacobian:  # linear: the collapsed rows go through as they are
+            return self.taylor(series, cache), series
+        out = self.taylor(series[:-1] + [spread(series[-1], groups)], cache)
+        out[-1] = collapse(out[-1], groups)
+        return out, series
+
+    def pull_taylor(
+        self, dy: Optional[Array], grads: list[Array], saved: Any, cache: Cache, groups: Groups, need_input: bool
+    ) -> tuple[Optional[Array], Optional[list[Array]], list[Array]]:
+        """Taylor's reverse step (reverse over Taylor mode), the adjoint of :meth:`push_taylor`.
+
+        From the adjoints of the output value ``dy`` (``(*batch, d_out)``, ``None``:
+        zero) and coefficients ``grads``, those of the input value (``None``: zero)
+        and coefficients, and the parameter gradients; the input adjoints are
+        ``None, None`` unless ``need_input``.
+        """
+        series = saved
+        if groups is None or not series:
+            dx, grad_series, param_grads = self.taylor_vjp(series, grads, cache)
+        elif self.constant_jacobian:
+            dx, grad_series, param_grads = self.taylor_vjp(series, grads, cache)
+        else:  # the adjoint of a group's sum is the same in each of its rows, J^T times it
+            spread_grads = grads[:-1] + [np.repeat(grads[-1], groups, axis=-2)]
+            dx, grad_series, param_grads = self.taylor_vjp(series[:-1] + [spread(series[-1], groups)], spread_grads, cache)
+            grad_series[-1] = np.take(grad_series[-1], group_starts(groups), axis=-2)
+        if dy is not None:
+            if self.params:
+                param_grads = _plus_all(param_grads, self.param_grad(dy, cache))
+            if need_input:
+                dx = _plus(dx, self.backward(dy[..., None, :], cache)[..., 0, :])
+        if not need_input:
+            return None, None, param_grads
+        return dx, grad_series, param_grads
+
+
+def _plus(a: Optional[Array], b: Optional[Array]) -> Optional[Array]:
+    """``a + b`` where ``None`` stands for zero."""
+    return b if a is None else a if b is None else a + b
+
+
+def _plus_all(a: list[Array], b: list[Array]) -> list[Array]:
+    """Two lists of parameter gradients added (an empty list stands for zeros)."""
+    return b if not a else a if not b else [x + y for x, y in zip(a, b)]

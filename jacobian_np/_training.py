@@ -38,6 +38,12 @@ class TrainingMethods:
     def get_flat_params(self) -> Array:
         """All parameters in one new 1-D array, in the order of :attr:`params`.
 
+        See Also
+        --------
+        set_flat_params : write such an array back into the layers.
+        params : the live parameter arrays, one per layer parameter.
+        jacobian_np.optimize.TargetProblem : ``scipy.optimize`` over the inputs instead.
+
         Examples
         --------
         >>> import numpy as np
@@ -62,6 +68,11 @@ class TrainingMethods:
             If ``theta`` is not 1-D of the right length, or is not finite.
         TypeError
             If ``theta`` is not real and numeric.
+
+        See Also
+        --------
+        get_flat_params : the parameters as such an array, in the same order.
+        params : the live parameter arrays this writes into.
 
         Examples
         --------
@@ -103,6 +114,12 @@ class TrainingMethods:
         -------
         list of ndarray
             One array per entry of :attr:`params`, of the same shape.
+
+        See Also
+        --------
+        vjp : the gradient of ``u . y`` with respect to the inputs instead.
+        jacobian_param_grad : training through the Jacobian instead of the output.
+        check_param_grads : compare with central finite differences.
 
         Examples
         --------
@@ -154,6 +171,14 @@ class TrainingMethods:
             If a layer lacks what training through the Jacobian needs (the message
             names it).
 
+        See Also
+        --------
+        jacobian_and_pullback : ``J`` and this gradient from one pass, when
+            ``grad_J`` depends on ``J`` (a training step).
+        param_grad : training through the output instead.
+        jacobian_np.losses.det, jacobian_np.losses.frobenius_squared : losses of ``J`` with their ``grad_J``.
+        check_param_grads : compare with central finite differences.
+
         Examples
         --------
         Gradient of the mean squared Frobenius norm of ``J``:
@@ -186,6 +211,12 @@ class TrainingMethods:
         ``grad_J`` depends on ``J`` (a training step).  The pullback keeps the
         tangents of every layer alive, so it is not chunked; for large batches use
         :meth:`jacobian` and :meth:`jacobian_param_grad`.
+
+        See Also
+        --------
+        jacobian_param_grad : the same gradient, chunked, for large batches.
+        jacobian : ``J`` alone.
+        jacobian_np.losses.det : a loss of ``J`` that returns ``grad_J``.
 
         Examples
         --------

@@ -19,9 +19,10 @@ def as_float_array(a: Any, name: str) -> Array:
     """Return ``a`` as a real floating-point array, converting integers and booleans to float64.
 
     Floating dtypes are kept (float32 stays float32).  The result may share memory with
-    ``a``: callers never write into it.
+    ``a``: callers never write into it.  A PyTorch tensor is read detached from
+    autograd (and copied from its device), so one that requires grad is accepted.
     """
-    arr = np.asarray(a)
+    arr = np.asarray(_readable(a, name))
     kind = arr.dtype.kind
     if kind == "f":
         return arr
@@ -33,6 +34,18 @@ def as_float_array(a: Any, name: str) -> Array:
             "Pass the real part (np.real) or split real and imaginary parts into separate inputs."
         )
     raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}.")
+
+
+def _readable(a: Any, name: str) -> Any:
+    """``a``, or a PyTorch tensor detached and on the CPU; torch itself is never imported here."""
+    if type(a).__module__.split(".")[0] != "torch" or not hasattr(a, "detach"):
+        return a
+    if getattr(a, "is_meta", False):
+        raise ValueError(
+            f"{name} is a PyTorch tensor on the meta device, which has a shape but no values; "
+            "pass a tensor holding values (or a NumPy array)."
+        )
+    return a.detach().cpu()
 
 
 def as_input(x: Any, d_in: Optional[int], owner: str) -> Array:
@@ -71,6 +84,19 @@ def as_parameter(a: Any, name: str, shape: tuple[Optional[int], ...], owner: str
     return np.array(arr, copy=True)
 
 
+def as_bias(b: Any, width: int, owner: str) -> Array:
+    """Return a private copy of a bias of shape ``(width,)``.
+
+    The row ``(1, width)`` that hand-written code often uses (``b = np.zeros((1, h))``,
+    broadcast over a batch) is accepted and flattened; any other shape raises
+    ``ValueError`` as in :func:`as_parameter`.
+    """
+    arr = np.asarray(b)
+    if arr.shape == (1, width):
+        arr = arr[0]
+    return as_parameter(arr, "b", (width,), owner)
+
+
 def as_finite_real(value: Any, name: str, owner: str) -> float:
     """Return a layer's scalar hyperparameter as a Python float, checking that it is finite.
 
@@ -79,11 +105,25 @@ def as_finite_real(value: Any, name: str, owner: str) -> float:
     float keeps float32 inputs float32 under NumPy's promotion rules.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner} {name} must be a real number; got {type(value).__name__} {value!r}.")
-    result = float(value)
+        raise TypeError(f"{owner} {name} must be a real number; got {type(value).__name__} {_short_repr(value)}.")
+    try:
+        result = float(value)
+    except OverflowError:  # an int (or Fraction) beyond the float range, such as 10**400
+        raise ValueError(
+            f"{owner} {name} must be finite; got {type(value).__name__} beyond the float range (about ±1.8e308)."
+        ) from None
     if not math.isfinite(result):
         raise ValueError(f"{owner} {name} must be finite; got {result!r}.")
     return result
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, shortened for messages (and safe for huge integers, whose repr may raise)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int too large for str() under Python's digit limit
+        return "<too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def direction(v: Any, shape: tuple[int, ...], owner: str, name: str, broadcast: bool = True) -> Array:
@@ -149,3 +189,12 @@ def hutchinson_directions(x: Array, samples: int, dims: Any, seed: Any) -> np.nd
     V = np.zeros(x.shape[:-1] + (samples, x.shape[-1]), dtype=np.int8)
     V[..., dims] = signs
     return V
+
+
+def as_order(order: Any, owner: str) -> int:
+    """A derivative order: a non-negative integer (booleans refused)."""
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)):
+        raise TypeError(f"{owner} expects order to be a non-negative integer; got {order!r}.")
+    if order < 0:
+        raise ValueError(f"{owner} expects order to be a non-negative integer; got {order!r}.")
+    return int(order)

@@ -14,7 +14,9 @@ allocated temporaries).
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any, Optional
 
 import numpy as np
 from scipy.special import expit, ndtr
@@ -59,6 +61,10 @@ class ReLU(Elementwise):
 
     def fsecond(self, x: Array, y: Array) -> Array:
         return np.zeros_like(x)
+
+    @fused("fprime", "fsecond")
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        return _piecewise_linear_derivatives(self.fprime(x, y), order)
 
 
 class Sigmoid(Elementwise):
@@ -109,6 +115,10 @@ class Sigmoid(Elementwise):
         np.tanh(d2, d2)  # -tanh(x/2) = 1 - 2 s(x)
         d2 *= d
         return d2
+
+    @fused("fprime", "fsecond")
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        return _logistic_derivatives(x, y, order)
 
 
 class Tanh(Elementwise):
@@ -165,6 +175,15 @@ class Tanh(Elementwise):
         d2 = d * y
         d2 *= -2
         return d2
+
+    @fused("fprime", "fsecond")
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        # f^(k) = sech^2(x) R_k(tanh x): f' accurate as above, R_k(+-1) = (-2)^(k-1) != 0
+        if order < 1:
+            return []
+        sech2 = self.fprime(x, y)
+        square = y * y if order > 2 else None
+        return [sech2] + [_polyval(_tanh_polynomial(k), y, square=square) * sech2 for k in range(2, order + 1)]
 
 
 class Softmax(Layer):
@@ -230,6 +249,31 @@ class Softmax(Layer):
         J = s[..., :, None] * -s[..., None, :]
         diagonal_view(J)[...] += s
         return J
+
+    def taylor(self, series: list[Array], cache: Cache) -> list[Array]:
+        # y = E / D with E = s exp(h(t)) and D = sum(E), D_0 = 1: see _softmax_series
+        return _softmax_series(cache, series)[0]
+
+    def taylor_vjp(
+        self, series: list[Array], grads: list[Array], cache: Cache
+    ) -> tuple[Optional[Array], list[Array], list[Array]]:
+        # grad x_m = sum_{k >= m} [t^(k-m)] J(t) grads_k with the symmetric J(t) = diag(y(t)) - y(t) y(t)^T:
+        # [t^i] J(t) w = y_i * w - sum_{a+b=i} y_a <y_b, w>
+        K = len(series)
+        if not K:
+            return None, [], []
+        y = [cache[..., None, :]] + _softmax_series(cache, series)[0]
+        dots = [[_dot(y[b], grads[k - 1]) for k in range(1, K + 1)] for b in range(K + 1)]  # dots[b][k-1]
+        grad = []
+        for m in range(K + 1):
+            total: Any = 0
+            for k in range(max(m, 1), K + 1):
+                term = y[k - m] * grads[k - 1]
+                for a in range(k - m + 1):
+                    term -= y[a] * dots[k - m - a][k - 1]
+                total = total + term
+            grad.append(total)
+        return grad[0].sum(axis=-2), grad[1:], []
 
 
 class LogSoftmax(Layer):
@@ -321,6 +365,34 @@ class LogSoftmax(Layer):
         s = cache
         return np.eye(s.shape[-1], dtype=s.dtype) - s[..., None, :]
 
+    def taylor(self, series: list[Array], cache: Cache) -> list[Array]:
+        # y = x - log D with D(t) = sum(s exp(h(t))), D_0 = 1: the log series of D
+        K = len(series)
+        denominators = _softmax_series(cache, series)[1]
+        logs: list[Array] = []
+        for k in range(1, K + 1):  # l_k = D_k - sum_{j<k} (j/k) l_j D_(k-j)
+            total = denominators[k - 1]
+            for j in range(1, k):
+                total = total - logs[j - 1] * denominators[k - j - 1] * (j / k)
+            logs.append(total)
+        return [x_k - l_k for x_k, l_k in zip(series, logs)]
+
+    def taylor_vjp(
+        self, series: list[Array], grads: list[Array], cache: Cache
+    ) -> tuple[Optional[Array], list[Array], list[Array]]:
+        # J(t)^T w = w - s(t) sum(w), with s(t) = softmax(x(t)):
+        # grad x_m = grads_m - sum_{k >= max(m, 1)} s_(k-m) sum(grads_k)
+        K = len(series)
+        if not K:
+            return None, [], []
+        s = [cache[..., None, :]] + _softmax_series(cache, series)[0]
+        sums = [g_k.sum(axis=-1, keepdims=True) for g_k in grads]
+        grad = []
+        for m in range(K + 1):
+            total = -sum(s[k - m] * sums[k - 1] for k in range(max(m, 1), K + 1))
+            grad.append(total if m == 0 else total + grads[m - 1])
+        return grad[0].sum(axis=-2), grad[1:], []
+
 
 class Identity(Elementwise):
     """The identity, ``f(x) = x``.
@@ -355,6 +427,10 @@ class Identity(Elementwise):
 
     def fsecond(self, x: Array, y: Array) -> Array:
         return np.zeros_like(x)
+
+    @fused("fprime", "fsecond")
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        return _piecewise_linear_derivatives(self.fprime(x, y), order)
 
 
 class Softplus(Elementwise):
@@ -395,6 +471,14 @@ class Softplus(Elementwise):
 
     def fsecond(self, x: Array, y: Array) -> Array:
         return _sigmoid_prime(x, expit(x))
+
+    @fused("fprime", "fsecond")
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        # f' is the logistic s, so f^(k) = s^(k-1)
+        if order < 1:
+            return []
+        s = expit(x)
+        return [s] + _logistic_derivatives(x, s, order - 1)
 
 
 class LeakyReLU(Elementwise):
@@ -453,6 +537,10 @@ class LeakyReLU(Elementwise):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha!r})"
+
+    @fused("fprime", "fsecond")
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        return _piecewise_linear_derivatives(self.fprime(x, y), order)
 
 
 class ELU(Elementwise):
@@ -530,6 +618,17 @@ class ELU(Elementwise):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha!r})"
 
+    @fused("fprime", "fsecond")
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        # every derivative of alpha * expm1(x) is alpha * exp(x); of x, only the first is nonzero
+        if order < 1:
+            return []
+        higher = self._alpha_exp(x)
+        first = higher.copy()
+        first[x > 0] = 1
+        higher[x > 0] = 0
+        return [first] + [higher] * (order - 1)
+
 
 class GELU(Elementwise):
     """Gaussian error linear unit (exact form), ``f(x) = x * Phi(x)``.
@@ -589,6 +688,15 @@ class GELU(Elementwise):
         np.subtract(2, square, square)
         d *= square
         return d
+
+    @fused("fprime", "fsecond")
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        # f^(k) = x Phi^(k) + k Phi^(k-1) = (-1)^(k-1) phi(x) (He_k(x) - He_(k-2)(x)) for k >= 2,
+        # with phi^(m) = (-1)^m He_m phi (Hermite polynomials); x clipped where phi = 0
+        if order < 1:
+            return []
+        xc, square, phi = _normal_density(x)
+        return [self.fprime(x, y)] + [_polyval(_gelu_polynomial(k), xc, square=square) * phi for k in range(2, order + 1)]
 
 
 class SiLU(Elementwise):
@@ -651,6 +759,29 @@ class SiLU(Elementwise):
         d *= t
         return d
 
+    @fused("fprime", "fsecond")
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        # f^(k) = x s^(k) + k s^(k-1) = s(x) s(-x) (x R_k(tau) + 2k R_(k-1)(tau)) / 2^(k-1) for k >= 2,
+        # tau = tanh(x/2) (see _logistic_derivatives); x clipped where s(x) s(-x) = 0
+        if order < 1:
+            return []
+        q = _sigmoid_prime(x, expit(x))
+        tau = x * 0.5
+        np.tanh(tau, tau)
+        xc = np.clip(x, -_LOGISTIC_CLIP, _LOGISTIC_CLIP)
+        square = tau * tau
+        out = [self.fprime(x, y)]
+        below = _polyval(_tanh_polynomial(1), tau)
+        for k in range(2, order + 1):
+            R_k = _polyval(_tanh_polynomial(k), tau, square=square)
+            d = xc * R_k
+            d += below * (2 * k)
+            d *= q
+            d *= 1 / 2 ** (k - 1)
+            out.append(d)
+            below = R_k
+        return out
+
 
 class Sin(Elementwise):
     """Sine, ``f(x) = sin(x)``, as in sinusoidal representation networks (SIREN).
@@ -682,6 +813,13 @@ class Sin(Elementwise):
 
 
 #: 1 / sqrt(2 pi), the normal density at 0.
+
+    @fused("fprime", "fsecond")
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        # cos, -sin, -cos, sin, and again
+        cos = np.cos(x)
+        cycle = [cos, np.negative(y), np.negative(cos), y]
+        return [cycle[k % 4] for k in range(order)]
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 #: exp(-x**2 / 2) underflows to 0 beyond |x| = 38.6 in float64 (14 in float32):
 #: clipping |x| here changes no normal density, and x**2 cannot overflow.
@@ -719,3 +857,132 @@ def _finite(x: Array) -> Array:
     """A copy of ``x`` with +-inf replaced by the largest finite numbers of its dtype."""
     big = np.finfo(x.dtype).max
     return np.clip(x, -big, big)
+
+
+#: s(x) s(-x) underflows to 0 beyond |x| = 746 (104 in float32): clipping x there
+#: changes no logistic derivative and keeps polynomials in x finite.
+_LOGISTIC_CLIP = 1000.0
+
+
+def _logistic_derivatives(x: Array, s: Array, order: int) -> list[Array]:
+    """``[s', ..., s^(order)]`` of the logistic ``s = expit(x)``, accurate in both tails.
+
+    ``s(x) = (1 + tanh(x/2)) / 2``, so ``s^(k)(x) = tanh^(k)(x/2) / 2^(k+1)
+    = s(x) s(-x) R_k(tanh(x/2)) / 2^(k-1)``: the accurate ``s(x) s(-x)`` times a
+    polynomial that is ``+-1`` at ``tanh(x/2) = +-1``, so nothing cancels in the tails.
+    """
+    if order < 1:
+        return []
+    q = _sigmoid_prime(x, s)
+    tau = x * 0.5
+    np.tanh(tau, tau)
+    square = tau * tau if order > 2 else None
+    return [q] + [_polyval(_tanh_polynomial(k), tau, 1 / 2 ** (k - 1), square) * q for k in range(2, order + 1)]
+
+
+def _piecewise_linear_derivatives(first: Array, order: int) -> list[Array]:
+    """``[f', 0, 0, ...]``: one zero array, shared."""
+    if order < 1:
+        return []
+    return [first] + [np.zeros_like(first)] * (order - 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _tanh_polynomial(k: int) -> tuple[int, ...]:
+    """Coefficients (lowest degree first) of ``R_k`` with ``tanh^(k)(x) = sech^2(x) R_k(tanh x)``.
+
+    ``R_1 = 1`` and, as ``d tanh / dx = 1 - tanh^2``, ``R_(k+1)(t) = -2 t R_k(t) +
+    (1 - t^2) R_k'(t)``: ``R_2 = -2t``, ``R_3 = 6t^2 - 2``.  Exact integers.
+    """
+    coeffs = [1]
+    for _ in range(k - 1):
+        new = [0] * (len(coeffs) + 1)
+        for i, c in enumerate(coeffs):
+            new[i + 1] -= 2 * c + i * c
+            if i:
+                new[i - 1] += i * c
+        coeffs = new
+    return tuple(coeffs)
+
+
+@functools.lru_cache(maxsize=None)
+def _hermite_polynomial(k: int) -> tuple[int, ...]:
+    """Coefficients of the probabilists' Hermite polynomial ``He_k``: ``phi^(k) = (-1)^k He_k phi``."""
+    below: tuple[int, ...] = (1,)
+    current: tuple[int, ...] = (0, 1)
+    if k == 0:
+        return below
+    for n in range(1, k):  # He_(n+1) = x He_n - n He_(n-1)
+        shifted = (0,) + current
+        below, current = current, tuple(a - n * (below[i] if i < len(below) else 0) for i, a in enumerate(shifted))
+    return current
+
+
+@functools.lru_cache(maxsize=None)
+def _gelu_polynomial(k: int) -> tuple[int, ...]:
+    """``(-1)^(k-1) (He_k - He_(k-2))``, for ``GELU^(k) = phi(x)`` times it, ``k >= 2``."""
+    high, low = _hermite_polynomial(k), _hermite_polynomial(k - 2)
+    sign = -1 if k % 2 == 0 else 1
+    return tuple(sign * (a - (low[i] if i < len(low) else 0)) for i, a in enumerate(high))
+
+
+def _polyval(coeffs: tuple[int, ...], t: Array, scale: float = 1.0, square: Optional[Array] = None) -> Array:
+    """``scale * sum_i coeffs[i] t^i`` in a new array of ``t``'s dtype.
+
+    Horner's rule, in ``t**2`` for the even and odd polynomials (all of ours):
+    half the operations.  ``square`` may pass ``t**2`` when it is already known.
+    """
+    odd = len(coeffs) > 1 and not any(coeffs[0::2])
+    if not (odd or not any(coeffs[1::2])):
+        return _horner(coeffs, t, scale)
+    half = coeffs[1::2] if odd else coeffs[0::2]
+    if len(half) == 1:
+        return t * (half[0] * scale) if odd else np.full_like(t, half[0] * scale)
+    result = _horner(half, t * t if square is None else square, scale)
+    if odd:
+        result *= t
+    return result
+
+
+def _horner(coeffs: tuple[int, ...], t: Array, scale: float) -> Array:
+    if len(coeffs) == 1:
+        return np.full_like(t, coeffs[0] * scale)
+    result = t * (coeffs[-1] * scale)
+    result += coeffs[-2] * scale
+    for c in coeffs[-3::-1]:
+        result *= t
+        result += c * scale
+    return result
+
+
+def _softmax_series(s: Array, series: list[Array]) -> tuple[list[Array], list[Array]]:
+    """Taylor coefficients of ``softmax(x(t))`` and of its denominator, given ``s = softmax(x_0)``.
+
+    With ``h(t) = sum_k x_k t^k``, ``E(t) = s exp(h(t))`` (the exponential's series
+    by ``g_k = sum_{j=1..k} (j/k) x_j g_(k-j)``, ``g_0 = 1``) and its sum over the
+    last axis ``D(t)``, ``D_0 = 1``, the softmax is ``y = E / D``:
+    ``y_k = E_k - sum_{j=1..k} D_j y_(k-j)``.  Returns ``([y_1..y_K], [D_1..D_K])``,
+    of shapes ``(*batch, R, d)`` and ``(*batch, R, 1)``.
+    """
+    s = s[..., None, :]
+    exps: list[Array] = []
+    ys: list[Array] = []
+    denominators: list[Array] = []
+    K = len(series)
+    for k in range(1, K + 1):
+        g_k = series[k - 1]
+        for j in range(1, k):
+            g_k = g_k + series[j - 1] * exps[k - j - 1] * (j / k)
+        exps.append(g_k)
+        E_k = s * g_k
+        denominators.append(E_k.sum(axis=-1, keepdims=True))
+        y_k = E_k - denominators[k - 1] * s
+        for j in range(1, k):
+            y_k -= denominators[j - 1] * ys[k - j - 1]
+        ys.append(y_k)
+    return ys, denominators
+
+
+def _dot(a: Array, b: Array) -> Array:
+    """``<a, b>`` over the last axis, kept as an axis of length 1."""
+    return (a * b).sum(axis=-1, keepdims=True)

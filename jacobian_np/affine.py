@@ -8,8 +8,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ._typing import Array, Cache
-from ._validation import as_parameter, check_last_axis
+from ._validation import as_bias, as_parameter, check_last_axis
 from ._blocks import Block, Diag, Eye
+from ._series import is_zero, zeros
 from ._steps import fused
 from .layer import Layer
 
@@ -22,8 +23,9 @@ class Affine(Layer):
     W : array_like of shape (d_in, d_out)
         Weights, in the scikit-learn ``coefs_`` / Keras layout (PyTorch's
         ``Linear.weight`` is the transpose).  Copied; integers become float64.
-    b : array_like of shape (d_out,), optional
-        Bias.  ``None`` (the default) means no bias.
+    b : array_like of shape (d_out,) or (1, d_out), optional
+        Bias (a ``(1, d_out)`` row is flattened).  ``None`` (the default) means
+        no bias.
 
     Raises
     ------
@@ -82,7 +84,7 @@ class Affine(Layer):
     def __init__(self, W: npt.ArrayLike, b: Optional[npt.ArrayLike] = None) -> None:
         self.W = as_parameter(W, "W", (None, None), "Affine")
         self.d_in, self.d_out = self.W.shape
-        self.b = None if b is None else as_parameter(b, "b", (self.d_out,), "Affine")
+        self.b = None if b is None else as_bias(b, self.d_out, "Affine")
         if self.b is not None and self.b.dtype != self.W.dtype:
             dtype = np.promote_types(self.W.dtype, self.b.dtype)
             self.W, self.b = self.W.astype(dtype), self.b.astype(dtype)
@@ -154,6 +156,34 @@ class Affine(Layer):
 
     def __repr__(self) -> str:
         return f"Affine(d_in={self.d_in}, d_out={self.d_out})"
+
+    @fused("backward", "param_grad", "tangent_param_grad", "taylor_vjp")
+    def pull_taylor(
+        self, dy: Optional[Array], grads: list[Array], saved: Any, cache: Cache, groups: Any, need_input: bool
+    ) -> tuple[Optional[Array], Optional[list[Array]], list[Array]]:
+        # the value's adjoint rides with the coefficients': one matrix product for every input
+        # adjoint and one for dW = sum over rows of [x_k; x_0]^T [grads_k; dy] (the bias sees dy only)
+        series = saved
+        live = [k for k, g_k in enumerate(grads) if not is_zero(g_k)]
+        rows = [grads[k] for k in live] + ([] if dy is None else [dy[..., None, :]])
+        pairs = [k for k in live if not is_zero(series[k])]
+        inputs = [series[k] for k in pairs] + ([] if dy is None else [cache[..., None, :]])
+        if inputs:
+            adjoints = rows if len(pairs) == len(live) else [grads[k] for k in pairs] + rows[len(live) :]
+            dW = np.concatenate(inputs, axis=-2).reshape(-1, self.d_in).T @ np.concatenate(adjoints, axis=-2).reshape(-1, self.d_out)
+        else:
+            dW = np.zeros_like(self.W)
+        param_grads = [dW] if self.b is None else [dW, np.zeros_like(self.b) if dy is None else dy.reshape(-1, self.d_out).sum(axis=0)]
+        if not need_input:
+            return None, None, param_grads
+        back = self.backward(np.concatenate(rows, axis=-2), cache) if rows else None
+        dtype = np.result_type(self.W, *grads) if back is None else back.dtype
+        grad_series = [zeros(dtype, g_k.shape[:-1] + (self.d_in,)) for g_k in grads]
+        start = 0
+        for k in live:
+            grad_series[k] = back[..., start : start + grads[k].shape[-2], :]  # type: ignore[index]
+            start += grads[k].shape[-2]
+        return (None if dy is None else back[..., -1, :]), grad_series, param_grads  # type: ignore[index]
 
 
 def _read_only(a: Array) -> Array:

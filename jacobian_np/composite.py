@@ -18,7 +18,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from ._blocks import Block, Diag, Eye, anchored, dense
-from ._steps import Pairs
+from ._steps import Groups, Pairs
 from ._typing import Array, Cache
 from ._validation import as_finite_real
 from .layer import Layer
@@ -31,6 +31,11 @@ class Composite(Layer):
     ``push``, ``push_second``, ``pull_params``, ``push_tangents``,
     ``pull_tangents``) from its children's; the rules of the layer protocol
     follow from them here.
+
+    See Also
+    --------
+    Residual, Parallel, Network : the composites.
+    Layer : the protocol a composite answers for its children.
     """
 
     children: tuple[Layer, ...]
@@ -94,6 +99,16 @@ class Composite(Layer):
         """The children's gradients, one list per child, summed onto :attr:`params`."""
         return _merge(self.children, grads)
 
+    def taylor(self, series: list[Array], cache: Cache) -> list[Array]:
+        return self.push_taylor(series, cache, None)[0]
+
+    def taylor_vjp(
+        self, series: list[Array], grads: list[Array], cache: Cache
+    ) -> tuple[Optional[Array], list[Array], list[Array]]:
+        _, saved = self.push_taylor(series, cache, None)
+        dx, grad_series, param_grads = self.pull_taylor(None, grads, saved, cache, None, True)
+        return dx, grad_series, param_grads  # type: ignore[return-value]
+
 
 class Residual(Composite):
     """A residual (skip) connection, ``y = x + scale * block(x)``.
@@ -112,6 +127,12 @@ class Residual(Composite):
         If ``block`` is not a layer or ``scale`` not a real number.
     ValueError
         If the block's widths are known and differ, or ``scale`` is not finite.
+
+    See Also
+    --------
+    Parallel : branches side by side instead of a skip connection.
+    Network : a chain of layers, the usual block.
+    LayerNorm : normalises the input of a pre-norm block.
 
     Notes
     -----
@@ -215,6 +236,22 @@ class Residual(Composite):
         scale = "" if self.scale == 1 else f", scale={self.scale!r}"
         return f"Residual({self.block!r}{scale})"
 
+    def push_taylor(self, series: list[Array], cache: Cache, groups: Groups) -> tuple[list[Array], Any]:
+        _, inner_cache = _cache_parts(cache, 2)
+        inner, saved = self.block.push_taylor(series, inner_cache, groups)
+        return [x_k + self.scale * y_k for x_k, y_k in zip(series, inner)], saved
+
+    def pull_taylor(
+        self, dy: Optional[Array], grads: list[Array], saved: Any, cache: Cache, groups: Groups, need_input: bool
+    ) -> tuple[Optional[Array], Optional[list[Array]], list[Array]]:
+        _, inner_cache = _cache_parts(cache, 2)
+        dx, grad_series, param_grads = self.block.pull_taylor(
+            self._scaled(dy), [self.scale * g for g in grads], saved, inner_cache, groups, need_input
+        )
+        if not need_input:
+            return None, None, param_grads
+        return _added(dy, dx), [g + g_in for g, g_in in zip(grads, grad_series or [])], param_grads
+
 
 class Parallel(Composite):
     """Branches applied to the same input, outputs concatenated: ``y = [b_1(x), ..., b_m(x)]``.
@@ -234,6 +271,11 @@ class Parallel(Composite):
         If a branch is not a layer.
     ValueError
         If there are no branches or their input widths differ.
+
+    See Also
+    --------
+    Residual : a skip connection, ``x + scale * block(x)``, instead.
+    Network : a chain of layers: a branch, or the shared trunk before the heads.
 
     Notes
     -----
@@ -363,6 +405,28 @@ class Parallel(Composite):
     def __repr__(self) -> str:
         return f"Parallel([{', '.join(map(repr, self.branches))}])"
 
+    def push_taylor(self, series: list[Array], cache: Cache, groups: Groups) -> tuple[list[Array], Any]:
+        _, caches = cache
+        results = [b.push_taylor(series, c, groups) for b, c in zip(self.branches, caches)]
+        out = [np.concatenate([r[0][k] for r in results], axis=-1) for k in range(len(series))]
+        return out, [r[1] for r in results]
+
+    def pull_taylor(
+        self, dy: Optional[Array], grads: list[Array], saved: Any, cache: Cache, groups: Groups, need_input: bool
+    ) -> tuple[Optional[Array], Optional[list[Array]], list[Array]]:
+        widths, caches = cache
+        dys = [None] * len(widths) if dy is None else self._pieces(dy, widths)
+        pieces = [self._pieces(g, widths) for g in grads]  # pieces[k][branch]
+        results = [
+            b.pull_taylor(piece_dy, [p[i] for p in pieces], s, c, groups, need_input)
+            for i, (b, c, s, piece_dy) in enumerate(zip(self.branches, caches, saved, dys))
+        ]
+        param_grads = self._merged_grads([r[2] for r in results])
+        if not need_input:
+            return None, None, param_grads
+        grad_series = [_sum([r[1][k] for r in results]) for k in range(len(grads))]  # type: ignore[index]
+        return _sum([r[0] for r in results]), grad_series, param_grads  # type: ignore[return-value]
+
 
 def _check_layer(layer: Any, what: str) -> None:
     if isinstance(layer, type) and issubclass(layer, Layer):
@@ -400,6 +464,9 @@ def _unique(arrays: list[Array]) -> list[Array]:
 
 def _merge(children: tuple[Layer, ...], grads: list[list[Array]]) -> list[Array]:
     """Each child's gradients (aligned with its ``params``) summed onto the unique arrays."""
+    keys = [id(p) for child in children for p in child.params]
+    if len(set(keys)) == len(keys):  # nothing shared: the gradients in order
+        return [g for child_grads in grads for g in child_grads]
     totals: dict[int, Array] = {}
     order: list[int] = []
     for child, child_grads in zip(children, grads):

@@ -12,6 +12,11 @@ class ZeroCurvatureWarning(UserWarning):
     physics-informed network through such second derivatives fails silently.
     :meth:`Network.hessian` and :meth:`Network.laplacian` warn once per call.
 
+    See Also
+    --------
+    Network.hessian, Network.laplacian : the methods that warn.
+    Tanh, Softplus, GELU, SiLU : smooth activations, with nonzero curvature.
+
     Examples
     --------
     >>> import warnings
@@ -31,6 +36,11 @@ class ModelFileError(ValueError):
 
     Raised by :func:`jacobian_np.load` for every problem with the file's contents
     (a missing file is ``FileNotFoundError``).  A subclass of ``ValueError``.
+
+    See Also
+    --------
+    load : raises it.
+    save : writes the files that ``load`` accepts.
 
     Examples
     --------

@@ -17,21 +17,7 @@ from typing import Any, Callable, Iterator, Optional, Union, cast
 import numpy as np
 
 from ._typing import Array
-from ._validation import as_float_array
-from .activations import (
-    ELU,
-    GELU,
-    Identity,
-    LeakyReLU,
-    LogSoftmax,
-    ReLU,
-    SiLU,
-    Sigmoid,
-    Sin,
-    Softmax,
-    Softplus,
-    Tanh,
-)
+from .activations import Identity, ReLU, Sigmoid, Softmax, Tanh
 from .affine import Affine
 from .layer import Layer
 from .network import Network
@@ -73,11 +59,15 @@ def from_sklearn(estimator: Any) -> Network:
 
     Parameters
     ----------
-    estimator : MLPRegressor, MLPClassifier or Pipeline
-        A fitted ``sklearn.neural_network.MLPRegressor`` or ``MLPClassifier``, or a
-        fitted ``sklearn.pipeline.Pipeline`` whose last step is one and whose
-        other steps are ``StandardScaler``, ``MinMaxScaler`` or ``MaxAbsScaler``
-        (or ``"passthrough"``; nested pipelines are flattened).
+    estimator : MLPRegressor, MLPClassifier, TransformedTargetRegressor or Pipeline
+        A fitted ``sklearn.neural_network.MLPRegressor`` or ``MLPClassifier``; a
+        fitted ``sklearn.compose.TransformedTargetRegressor`` around one (or
+        around a pipeline ending in one) whose ``transformer`` is a
+        ``StandardScaler``, ``MinMaxScaler`` or ``MaxAbsScaler`` (or the identity);
+        or a fitted ``sklearn.pipeline.Pipeline`` ending in any of these whose
+        other steps are ``StandardScaler``, ``MinMaxScaler``, ``MaxAbsScaler``,
+        ``PCA`` or ``IncrementalPCA`` (or ``"passthrough"``; nested pipelines are
+        flattened).
 
     Returns
     -------
@@ -100,7 +90,11 @@ def from_sklearn(estimator: Any) -> Network:
 
         The scalers of a pipeline are folded into the first layer,
         ``W' = diag(scale) W`` and ``b' = offset W + b``, so the Jacobian is with
-        respect to the raw inputs (at no extra cost).
+        respect to the raw inputs (at no extra cost); so is a ``PCA`` step,
+        ``x -> (x - mean_) @ components_.T`` (divided by
+        ``sqrt(explained_variance_)`` when ``whiten=True``).  The target scaler of
+        a ``TransformedTargetRegressor`` is folded into the last layer:
+        ``forward`` equals ``predict`` in the target's own units.
 
     Raises
     ------
@@ -113,11 +107,14 @@ def from_sklearn(estimator: Any) -> Network:
     ValueError
         For settings that are not affine or have no layer: ``clip=True`` on a
         scaler, ``MLPRegressor(loss='poisson')`` (output ``exp``), an unknown
-        activation.
+        activation, a ``TransformedTargetRegressor`` with ``func`` and
+        ``inverse_func``.
 
     See Also
     --------
-    from_torch, from_onnx
+    from_torch, from_onnx : the same for PyTorch modules and ONNX models.
+    check_network : compare the imported network's Jacobian with finite differences.
+    save : keep the imported network, with its input statistics, for the command line.
 
     Notes
     -----
@@ -156,21 +153,27 @@ def from_sklearn(estimator: Any) -> Network:
     owner = "from_sklearn"
     _import_optional("sklearn", "scikit-learn", "sklearn", owner)
     pipeline = importlib.import_module("sklearn.pipeline")
+    compose = importlib.import_module("sklearn.compose")
     steps = list(_sklearn_steps(estimator, "", pipeline.Pipeline))
     if not steps:
         raise TypeError(f"{owner}: the pipeline has no step other than 'passthrough'; it must end in an MLP.")
-    *scalers, (final_name, final) = steps
-    scale: Optional[Array] = None
-    offset: Optional[Array] = None
-    for name, step in scalers:  # compose x -> x * scale + offset over the scalers
-        s, o = _sklearn_scaling(step, name)
-        scale, offset = (s, o) if scale is None or offset is None else (scale * s, offset * s + o)
+    *preprocessing, (final_name, final) = steps
+    target: Optional[tuple[Array, Array]] = None
+    if isinstance(final, compose.TransformedTargetRegressor):
+        _check_fitted(final, final_name)
+        target = _sklearn_target(final.transformer_, final_name or "TransformedTargetRegressor")
+        prefix = f"{final_name}__regressor" if final_name else "regressor"
+        *inner, (final_name, final) = list(_sklearn_steps(final.regressor_, prefix, pipeline.Pipeline))
+        preprocessing += inner
     layers = _sklearn_mlp(final, final_name)
-    if scale is not None and offset is not None:
-        # fold the scaling into the first layer, exactly: (x * s + o) W + b = x (s W) + (o W + b)
+    if target is not None:  # y = z * scale + offset, folded into the last (linear) layer
+        last = cast(Affine, layers[-1])
+        scale, offset = (np.asarray(a, dtype=last.W.dtype) for a in target)
+        bias = offset + (0 if last.b is None else last.b * scale)
+        layers[-1] = Affine(last.W * scale, np.broadcast_to(bias, (last.d_out,)))
+    for name, step in reversed(preprocessing):  # fold x -> x A + c into the first layer: x (A W) + (c W + b)
         first = cast(Affine, layers[0])
-        bias = offset @ first.W + (0 if first.b is None else first.b)
-        layers[0] = Affine(scale[:, None] * first.W, bias)
+        layers[0] = _sklearn_fold(step, name, first)
     return Network(layers)
 
 
@@ -206,8 +209,9 @@ def _sklearn_mlp(estimator: Any, name: str) -> list[Layer]:
     if not isinstance(estimator, (nn.MLPRegressor, nn.MLPClassifier)):
         where = f"the last pipeline step {name!r} is" if name else "got"
         raise TypeError(
-            f"from_sklearn supports MLPRegressor, MLPClassifier, or a Pipeline of "
-            f"{', '.join(_SKLEARN_SCALERS)} steps ending in one; {where} {type(estimator).__name__}."
+            f"from_sklearn supports MLPRegressor, MLPClassifier, a TransformedTargetRegressor around one, or a "
+            f"Pipeline of {', '.join(_SKLEARN_SCALERS)} or PCA steps ending in one; {where} "
+            f"{type(estimator).__name__}."
         )
     kind = _describe_step(name, estimator)
     _check_fitted(estimator, name)
@@ -245,7 +249,7 @@ def _sklearn_scaling(scaler: Any, name: str) -> tuple[Array, Array]:
     ):
         raise TypeError(
             f"from_sklearn: {kind} is not supported; the steps before the final MLP must be "
-            f"{', '.join(_SKLEARN_SCALERS)} (affine, feature by feature) or 'passthrough'."
+            f"{', '.join(_SKLEARN_SCALERS)} (affine, feature by feature), PCA, IncrementalPCA or 'passthrough'."
         )
     _check_fitted(scaler, name)
     if getattr(scaler, "clip", False):
@@ -267,35 +271,94 @@ def _sklearn_scaling(scaler: Any, name: str) -> tuple[Array, Array]:
     return scale, offset
 
 
-# --- PyTorch ---------------------------------------------------------------------------
+def _sklearn_fold(step: Any, name: str, first: Affine) -> Affine:
+    """The affine map ``x -> x A + c`` of a preprocessing step followed by ``first``, as one Affine."""
+    decomposition = importlib.import_module("sklearn.decomposition")
+    if isinstance(step, (decomposition.PCA, decomposition.IncrementalPCA)):
+        _check_fitted(step, name)
+        components = np.asarray(step.components_)
+        A = components.T.astype(first.W.dtype)
+        c = -(np.asarray(step.mean_) @ components.T).astype(first.W.dtype)
+        if step.whiten:  # as sklearn, with the variance clipped below at eps
+            scale = np.sqrt(np.asarray(step.explained_variance_))
+            scale = np.maximum(scale, np.finfo(scale.dtype).eps).astype(first.W.dtype)
+            A, c = A / scale, c / scale
+        if A.shape[1] != first.d_in:
+            raise ValueError(
+                f"from_sklearn: {_describe_step(name, step)} outputs {A.shape[1]} features, but the MLP "
+                f"expects {first.d_in}."
+            )
+        return Affine(A @ first.W, c @ first.W + (0 if first.b is None else first.b))
+    scale, offset = _sklearn_scaling(step, name)
+    bias = offset @ first.W + (0 if first.b is None else first.b)
+    return Affine(scale[:, None] * first.W, bias)
 
-_TORCH_SUPPORTED = (
-    "Sequential, Linear, ReLU, Sigmoid, Tanh, Softmax, LogSoftmax, Softplus, LeakyReLU, "
-    "ELU, GELU, SiLU, Identity, Flatten, Dropout"
-)
+
+def _sklearn_target(transformer: Any, name: str) -> tuple[Array, Array]:
+    """A target transformer's inverse as ``(scale, offset)``: predictions are ``z * scale + offset``."""
+    preprocessing = importlib.import_module("sklearn.preprocessing")
+    where = f"the target transformer of {name}"
+    if isinstance(transformer, preprocessing.FunctionTransformer):
+        if transformer.func is None and transformer.inverse_func is None:
+            return np.ones(1), np.zeros(1)  # the identity: TransformedTargetRegressor without a transformer
+        raise ValueError(
+            f"from_sklearn: {where} applies func={getattr(transformer.func, '__name__', transformer.func)!r}, "
+            "which is not affine; only StandardScaler, MinMaxScaler, MaxAbsScaler (or none) can be folded "
+            "into the network."
+        )
+    if isinstance(transformer, preprocessing.StandardScaler):
+        scale = np.asarray(transformer.scale_) if transformer.with_std else np.ones(1)
+        offset = np.asarray(transformer.mean_) if transformer.with_mean else np.zeros(1)
+        return scale, offset
+    if isinstance(transformer, preprocessing.MinMaxScaler):
+        return 1 / np.asarray(transformer.scale_), -np.asarray(transformer.min_) / np.asarray(transformer.scale_)
+    if isinstance(transformer, preprocessing.MaxAbsScaler):
+        return np.asarray(transformer.scale_), np.zeros(1)
+    raise TypeError(
+        f"from_sklearn: {where} is {type(transformer).__name__}; only StandardScaler, MinMaxScaler, "
+        "MaxAbsScaler (affine maps) or none can be folded into the network."
+    )
+
+
+# --- PyTorch ---------------------------------------------------------------------------
 
 
 def from_torch(module: Any) -> Network:
-    """A :class:`Network` computing a PyTorch ``nn.Sequential`` multilayer perceptron.
+    """A :class:`Network` computing a PyTorch module.
 
     Parameters
     ----------
-    module : torch.nn.Sequential or a supported torch.nn module
-        A ``Sequential`` (nested ``Sequential`` containers are flattened) of
-        ``Linear``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``, ``LogSoftmax``,
-        ``Softplus``, ``LeakyReLU``, ``ELU``, ``GELU``, ``SiLU``, ``Identity``,
-        ``Flatten`` and ``Dropout``; or one such module alone.
+    module : torch.nn.Module
+        Any module whose ``forward`` traces with ``torch.fx`` to supported
+        operations, applied to one input of shape ``(n, d_in)``: an
+        ``nn.Sequential``, or a module of your own with a loop over an
+        ``nn.ModuleList``, residual connections and so on.
 
     Returns
     -------
     Network
         The network that the module computes in evaluation mode
-        (``module.eval()``), on inputs of shape ``(n, d_in)``:
+        (``module.eval()``; the module's own modes are left as they were),
+        with the weights copied with their dtype (float32 weights give float32
+        layers).  The forward is traced symbolically (``torch.fx``); then
 
-        - ``Linear`` becomes ``Affine(weight.T, bias)``, the weights copied
-          with their dtype (float32 weights give a float32 ``Affine``);
-        - ``LeakyReLU(negative_slope)`` and ``ELU(alpha)`` keep their parameter;
-        - ``Identity`` becomes :class:`Identity`;
+        - ``Linear`` (or ``F.linear``, or ``x @ W`` with a constant ``W``) becomes
+          ``Affine(weight.T, bias)``;
+        - ``ReLU``, ``Sigmoid``, ``Tanh``, ``SiLU``, ``GELU``, ``Softplus``,
+          ``LeakyReLU``, ``ELU``, ``Softmax``, ``LogSoftmax``, ``Identity``, as
+          modules, as ``torch``/``torch.nn.functional`` functions or as tensor
+          methods, and ``torch.sin``, become the layer of the same name;
+        - ``LayerNorm`` (or ``F.layer_norm``) over the last axis becomes
+          :class:`LayerNorm`, and so does ``(x - mean) / sqrt(var + eps)``
+          written out;
+        - ``x + block(x)`` and ``x + c * block(x)`` become
+          ``Residual(block, scale=c)`` (``x - block(x)`` has ``scale=-1``), a
+          sum of two other branches ``Parallel`` then ``Affine([I; I])``;
+        - ``torch.cat`` of branches on the last axis becomes ``Parallel``;
+        - multiplying by, dividing by, adding or subtracting a constant (a
+          number or one value per feature, such as an input normalisation) is
+          folded exactly into the neighbouring ``Affine`` or ``LayerNorm``;
+        - ``x * torch.sigmoid(x)`` becomes :class:`SiLU`;
         - ``Dropout`` (the identity in evaluation mode) and ``Flatten`` (the
           identity on ``(n, d)`` inputs) are left out.
 
@@ -304,19 +367,25 @@ def from_torch(module: Any) -> Network:
     ImportError
         If PyTorch is not installed.
     TypeError
-        If ``module`` is not a ``torch.nn.Module``, or it or a submodule is of an
-        unsupported type (the message names it and where it sits), or is a
-        subclass that overrides ``forward``, or weights have a dtype NumPy lacks
-        (``bfloat16``).
+        If ``module`` is not a ``torch.nn.Module``, or it contains a standard
+        module of an unsupported type (the message names it and its path, as in
+        ``named_modules``), or weights have a dtype NumPy lacks (``bfloat16``).
     ValueError
-        For unsupported settings: ``Softmax`` or ``LogSoftmax`` over a ``dim``
-        other than the last (``-1`` or ``1``), ``Softplus`` with ``beta != 1`` or
-        ``threshold < 20``, ``GELU(approximate='tanh')``, ``Flatten`` with other
-        than ``start_dim=1, end_dim=-1``.
+        If the forward cannot be traced (it branches on tensor values, say) or
+        uses an unsupported operation (the message names it, with the file and
+        line that call it); if a module has a forward hook or pre-hook (pruning
+        recomputes the weight in one) or tensors on the meta device; for
+        unsupported settings: a softmax over a ``dim`` other than the last,
+        ``Softplus`` with ``beta != 1`` or ``threshold < 20``,
+        ``GELU(approximate='tanh')``, ``Flatten`` with other than
+        ``start_dim=1, end_dim=-1``.
 
     See Also
     --------
-    from_sklearn, from_onnx
+    to_torch : the reverse, a PyTorch module from a network.
+    from_onnx : for models in other frameworks that export ONNX.
+    from_sklearn : for scikit-learn multilayer perceptrons.
+    check_network : compare the imported network's Jacobian with finite differences.
 
     Notes
     -----
@@ -334,167 +403,36 @@ def from_torch(module: Any) -> Network:
     >>> import numpy as np
     >>> import torch  # doctest: +SKIP
     >>> from jacobian_np import from_torch
-    >>> model = torch.nn.Sequential(
-    ...     torch.nn.Linear(4, 16), torch.nn.GELU(), torch.nn.Dropout(0.1), torch.nn.Linear(16, 3)
-    ... ).double().eval()  # doctest: +SKIP
+    >>> class MLP(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.hidden = torch.nn.ModuleList([torch.nn.Linear(4, 16), torch.nn.Linear(16, 16)])
+    ...         self.out = torch.nn.Linear(16, 3)
+    ...     def forward(self, x):
+    ...         for layer in self.hidden:
+    ...             x = torch.tanh(layer(x))
+    ...         return self.out(x)  # doctest: +SKIP
+    >>> model = MLP().double()  # doctest: +SKIP
     >>> net = from_torch(model)  # doctest: +SKIP
     >>> net  # doctest: +SKIP
-    Network([Affine(d_in=4, d_out=16), GELU(), Affine(d_in=16, d_out=3)])
+    Network([Affine(d_in=4, d_out=16), Tanh(), Affine(d_in=16, d_out=16), Tanh(), Affine(d_in=16, d_out=3)])
     >>> X = np.random.default_rng(0).normal(size=(5, 4))  # doctest: +SKIP
     >>> np.allclose(net.forward(X), model(torch.from_numpy(X)).detach().numpy())  # doctest: +SKIP
     True
     """
     owner = "from_torch"
     torch = _import_optional("torch", "torch", "torch", owner)
-    nn = torch.nn
-    if not isinstance(module, nn.Module):
-        raise TypeError(
-            f"from_torch expects a torch.nn.Module (an nn.Sequential of supported layers); "
-            f"got {type(module).__name__}."
-        )
-    converters = _torch_converters(nn)
-    layers: list[Layer] = []
-    for path, leaf in _torch_leaves(module, "", nn):
-        where = f"module {type(leaf).__name__} at {path!r}" if path else f"module {type(leaf).__name__}"
-        base = _torch_base(leaf, converters, where)
-        layer = converters[base](leaf, where, torch)
-        if layer is not None:
-            layers.append(layer)
-    if not layers:  # only Dropout and Flatten: the identity
-        layers.append(Identity())
-    return Network(layers)
-
-
-def _torch_leaves(module: Any, path: str, nn: Any) -> Iterator[tuple[str, Any]]:
-    """``(path, module)`` of every non-Sequential module, in order (paths as in named_modules)."""
-    if isinstance(module, nn.Sequential):
-        if type(module).forward is not nn.Sequential.forward:
-            raise TypeError(
-                f"from_torch: {type(module).__name__}{f' at {path!r}' if path else ''} is a subclass of "
-                "Sequential with its own forward, which from_torch cannot read; use nn.Sequential."
-            )
-        for name, child in module.named_children():
-            yield from _torch_leaves(child, f"{path}.{name}" if path else name, nn)
-    else:
-        yield path, module
-
-
-def _torch_base(module: Any, converters: dict[Any, Any], where: str) -> Any:
-    """The supported class whose forward ``module`` runs, or raise TypeError."""
-    for base in converters:
-        if isinstance(module, base):
-            if type(module).forward is not base.forward:
-                raise TypeError(
-                    f"from_torch: {where} is a subclass of {base.__name__} with its own forward, "
-                    "which from_torch cannot read."
-                )
-            return base
-    raise TypeError(
-        f"from_torch: unsupported {where}; supported: {_TORCH_SUPPORTED} (a custom forward cannot "
-        "be read: write the model as an nn.Sequential of these)."
-    )
-
-
-def _torch_array(tensor: Any, where: str, name: str, torch: Any) -> Array:
-    if tensor.dtype not in (torch.float16, torch.float32, torch.float64):
-        raise TypeError(
-            f"from_torch: {where} has {name} of dtype {tensor.dtype}, which NumPy cannot hold as a real "
-            "float; convert the model with model.double() (best for derivative checks) or model.float()."
-        )
-    return np.array(tensor.detach().cpu().numpy(), copy=True)
-
-
-def _torch_last_dim(module: Any, where: str) -> None:
-    # Our inputs are (n, d) or (d,): dim=-1 and dim=1 (on (n, d)) are the last axis, and
-    # so is dim=None, PyTorch's deprecated implicit choice (dim 0 of 1-D, dim 1 of 2-D).
-    if module.dim not in (-1, 1, None):
-        raise ValueError(
-            f"from_torch: {where} has dim={module.dim}; only the last axis of inputs of shape (n, d) "
-            "is supported: dim=-1 or dim=1."
-        )
-
-
-def _torch_converters(nn: Any) -> dict[Any, Callable[[Any, str, Any], Optional[Layer]]]:
-    def linear(m: Any, where: str, torch: Any) -> Layer:
-        W = np.ascontiguousarray(_torch_array(m.weight, where, "weight", torch).T)
-        b = None if m.bias is None else _torch_array(m.bias, where, "bias", torch)
-        return Affine(W, b)
-
-    def softmax(m: Any, where: str, torch: Any) -> Layer:
-        _torch_last_dim(m, where)
-        return Softmax()
-
-    def log_softmax(m: Any, where: str, torch: Any) -> Layer:
-        _torch_last_dim(m, where)
-        return LogSoftmax()
-
-    def softplus(m: Any, where: str, torch: Any) -> Layer:
-        if m.beta != 1:
-            raise ValueError(f"from_torch: {where} has beta={m.beta}; only beta=1 is supported.")
-        if m.threshold < 20:
-            raise ValueError(
-                f"from_torch: {where} has threshold={m.threshold}; PyTorch's Softplus is the identity "
-                "above the threshold and jacobian_np's Softplus is exact, so only threshold >= 20 "
-                "(where they differ by less than 2.1e-9) is supported."
-            )
-        return Softplus()
-
-    def gelu(m: Any, where: str, torch: Any) -> Layer:
-        if m.approximate != "none":
-            raise ValueError(
-                f"from_torch: {where} has approximate={m.approximate!r}; only the exact GELU "
-                "(approximate='none') is supported."
-            )
-        return GELU()
-
-    def flatten(m: Any, where: str, torch: Any) -> None:
-        if (m.start_dim, m.end_dim) != (1, -1):
-            raise ValueError(
-                f"from_torch: {where} has start_dim={m.start_dim}, end_dim={m.end_dim}; only "
-                "start_dim=1, end_dim=-1 (the identity on inputs of shape (n, d)) is supported."
-            )
-        return None
-
-    return {
-        nn.Linear: linear,
-        nn.ReLU: lambda m, where, torch: ReLU(),
-        nn.Sigmoid: lambda m, where, torch: Sigmoid(),
-        nn.Tanh: lambda m, where, torch: Tanh(),
-        nn.Softmax: softmax,
-        nn.LogSoftmax: log_softmax,
-        nn.Softplus: softplus,
-        nn.LeakyReLU: lambda m, where, torch: LeakyReLU(m.negative_slope),
-        nn.ELU: lambda m, where, torch: ELU(m.alpha),
-        nn.GELU: gelu,
-        nn.SiLU: lambda m, where, torch: SiLU(),
-        nn.Identity: lambda m, where, torch: Identity(),
-        nn.Flatten: flatten,
-        nn.Dropout: lambda m, where, torch: None,  # the identity in evaluation mode
-    }
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"from_torch expects a torch.nn.Module (one whose forward torch.fx can trace); got {type(module).__name__}.")
+    reader = importlib.import_module("jacobian_np._torch_import")
+    return cast(Network, reader.network(module, torch))
 
 
 # --- ONNX ------------------------------------------------------------------------------
 
-#: ONNX float attributes are float32, defaults included: LeakyRelu's alpha is float32(0.01).
-_ONNX_LEAKY_RELU_ALPHA = float(np.float32(0.01))
-_ONNX_ACTIVATIONS: dict[str, Callable[[dict[str, Any]], Layer]] = {
-    "Relu": lambda attrs: ReLU(),
-    "Sigmoid": lambda attrs: Sigmoid(),
-    "Tanh": lambda attrs: Tanh(),
-    "Softplus": lambda attrs: Softplus(),
-    "Sin": lambda attrs: Sin(),
-    "Identity": lambda attrs: Identity(),
-    "LeakyRelu": lambda attrs: LeakyReLU(attrs.get("alpha", _ONNX_LEAKY_RELU_ALPHA)),
-    "Elu": lambda attrs: ELU(attrs.get("alpha", 1.0)),
-}
-_ONNX_SUPPORTED = (
-    "Gemm, MatMul, Add (a bias after MatMul or Gemm), Relu, Sigmoid, Tanh, Softmax, LogSoftmax, "
-    "Softplus, LeakyRelu, Elu, Gelu, Sin, Identity, Flatten, Dropout, Constant"
-)
-
 
 def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
-    """A :class:`Network` computing an ONNX model that is a chain of dense layers.
+    """A :class:`Network` computing an ONNX model of dense layers, including the patterns exporters write.
 
     Parameters
     ----------
@@ -505,21 +443,34 @@ def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
     Returns
     -------
     Network
-        The graph must be a single chain from its one input, of shape
-        ``(n, d_in)``, to its one output.  The operators become:
+        The graph must compute its one output from its one input, of shape
+        ``(n, d_in)``, with constant weights.  The operators become:
 
         - ``Gemm`` (``transA=0``): ``Affine(alpha * B', beta * C)``, where ``B'``
           is ``B`` or, with ``transB=1``, ``B.T``; ``C`` broadcast to ``(d_out,)``;
         - ``MatMul`` with a constant ``(d_in, d_out)`` right operand:
-          ``Affine(B)``, and an ``Add`` of a constant right after a ``MatMul``
-          or ``Gemm`` (either operand order) adds to its bias;
-        - ``Relu``, ``Sigmoid``, ``Tanh``, ``Softplus``, ``Sin``, ``Identity``,
+          ``Affine(B)``;
+        - ``Add``, ``Sub``, ``Mul``, ``Div`` with a constant (a scalar or one value
+          per feature) and ``Neg``: folded exactly into the neighbouring
+          ``Affine`` (a bias after ``MatMul``, say) or ``LayerNorm``;
+        - ``Relu``, ``Sigmoid``, ``Tanh``, ``Softplus``, ``Sin``,
           ``LeakyRelu`` (``alpha``, default 0.01), ``Elu`` (``alpha``, default 1),
           ``Gelu`` (``approximate='none'``), ``Softmax`` and ``LogSoftmax`` over
-          the last axis (``axis`` -1 or 1);
-        - ``Flatten`` (``axis=1``, the identity on ``(n, d)``) and ``Dropout``
-          (inference) are left out; ``Constant`` nodes supply weights like
-          initializers.
+          the last axis (``axis`` -1 or 1); ``LayerNormalization`` over the last
+          axis: :class:`LayerNorm`;
+        - ``Add`` of a tensor and a function of it, ``x + c * f(x)``:
+          ``Residual(f, c)``; ``Add`` or ``Sub`` of two other branches:
+          ``Parallel`` then ``Affine([I; +-I])``; ``Concat`` on the last axis:
+          ``Parallel``;
+        - the patterns exporters write: ``Mul(x, Sigmoid(x))`` (SiLU, as
+          ``torch.onnx.export`` writes ``nn.SiLU``), ``x * (1 + Erf(x / sqrt 2)) / 2``
+          (GELU before opset 20), ``Where(Greater(x, threshold), x, Softplus(x))``
+          (PyTorch's Softplus, ``threshold >= 20``) and
+          ``(x - ReduceMean(x)) / Sqrt(ReduceMean(d ** 2) + eps)`` (layer
+          normalisation before opset 17);
+        - ``Identity``, ``Flatten`` (``axis=1``, the identity on ``(n, d)``) and
+          ``Dropout`` (inference) are left out; ``Constant`` nodes supply weights
+          like initializers.
 
         Weights come from the initializers (``onnx.numpy_helper.to_array``),
         with their dtype.
@@ -534,15 +485,18 @@ def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
         If ``model`` is neither a path nor an ``onnx.ModelProto``.
     ValueError
         If the file or model is not valid ONNX (``onnx.checker`` rejects it), the
-        graph is not a single chain (branches, several inputs or outputs, a
-        computed operand where a weight should be), an operator is not supported
-        (the message names it, its node and the supported operators), or an
-        attribute is (``transA=1``, a softmax axis other than the last,
-        ``Gelu(approximate='tanh')``).
+        graph has several inputs or outputs, a node off the path from the input
+        to the output, or a computed operand where a weight should be; if an
+        operator is not supported (the message names it, its node and the
+        supported operators), or an attribute is (``transA=1``, a softmax axis
+        other than the last, ``Gelu(approximate='tanh')``).
 
     See Also
     --------
-    from_sklearn, from_torch
+    to_onnx : the reverse, an ONNX model from a network.
+    from_torch, from_sklearn : import from those libraries directly.
+    check_network : compare the imported network's Jacobian with finite differences.
+    load : read jacobian_np's own model files.
 
     Notes
     -----
@@ -593,7 +547,7 @@ def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
         except Exception as error:  # protobuf's DecodeError and whatever else a foreign file causes
             raise ValueError(
                 f"from_onnx: {source} is not a valid ONNX model: it does not parse "
-                f"({type(error).__name__}: {_first_line(error)})."
+                f"({type(error).__name__}: {_onnx_first_line(error)})."
             ) from error
     elif isinstance(model, onnx.ModelProto):
         proto, source = model, "the model"
@@ -604,250 +558,11 @@ def from_onnx(model: Union[str, "os.PathLike[str]", Any]) -> Network:
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as error:
-        raise ValueError(f"from_onnx: {source} is not a valid ONNX model: {_first_line(error)}") from error
-    return _OnnxChain(proto, onnx).network()
+        raise ValueError(f"from_onnx: {source} is not a valid ONNX model: {_onnx_first_line(error)}") from error
+    reader = importlib.import_module("jacobian_np._onnx_import")
+    return cast(Network, reader.OnnxGraph(proto, onnx).network())
 
 
-def _first_line(error: BaseException) -> str:
+def _onnx_first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-class _OnnxChain:
-    """Walks an ONNX graph from its input to its output, one node at a time."""
-
-    def __init__(self, proto: Any, onnx: Any) -> None:
-        self.onnx = onnx
-        self.graph = proto.graph
-        self.opset = max(
-            (op.version for op in proto.opset_import if op.domain in ("", "ai.onnx")), default=1
-        )
-        self.constants: dict[str, Array] = {
-            init.name: onnx.numpy_helper.to_array(init) for init in self.graph.initializer
-        }
-        self.nodes = []
-        self.positions: dict[int, int] = {}  # id(node) -> index in graph.node, for messages
-        for index, node in enumerate(self.graph.node):
-            self.positions[id(node)] = index
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                self.constants[node.output[0]] = self._constant_value(node)
-            else:
-                self.nodes.append(node)
-        inputs = [value for value in self.graph.input if value.name not in self.constants]
-        if len(inputs) != 1 or len(self.graph.output) != 1:
-            raise ValueError(
-                "from_onnx: the graph must have one input and one output (a chain from x to y); got "
-                f"inputs {[v.name for v in inputs]} and outputs {[v.name for v in self.graph.output]}."
-            )
-        self.input, self.output = inputs[0], self.graph.output[0].name
-        self.d_in = self._input_width(self.input)
-
-    def network(self) -> Network:
-        consumers: dict[str, list[Any]] = {}
-        for node in self.nodes:
-            for name in set(node.input):
-                if name:
-                    consumers.setdefault(name, []).append(node)
-        layers: list[Layer] = []
-        visited: set[int] = set()
-        current = self.input.name
-        bias_open = False  # the last layer is an Affine that a following Add may extend
-        while current != self.output:
-            users = consumers.get(current, [])
-            if not users:
-                raise ValueError(
-                    f"from_onnx: tensor {current!r} is used by no node and is not the graph output "
-                    f"{self.output!r}; the graph must be a chain from its input to its output."
-                )
-            if len(users) > 1:
-                raise ValueError(
-                    f"from_onnx: tensor {current!r} feeds {len(users)} nodes "
-                    f"({', '.join(self._describe(n) for n in users)}); only a single chain of "
-                    "operators is supported (no branches)."
-                )
-            node = users[0]
-            visited.add(id(node))
-            bias_open = self._convert(node, current, layers, bias_open)
-            current = node.output[0]
-        left = [self._describe(node) for node in self.nodes if id(node) not in visited]
-        if left:
-            raise ValueError(
-                f"from_onnx: {', '.join(left)} not on the chain from the input {self.input.name!r} "
-                f"to the output {self.output!r}; only a single chain of operators is supported."
-            )
-        if not layers:
-            layers.append(Identity())
-        network = Network(layers)
-        if self.d_in is not None and network.d_in is not None and network.d_in != self.d_in:
-            raise ValueError(
-                f"from_onnx: the graph input {self.input.name!r} has width {self.d_in}, but the first "
-                f"weight expects {network.d_in}."
-            )
-        return network
-
-    def _convert(self, node: Any, current: str, layers: list[Layer], bias_open: bool) -> bool:
-        """Append the node's layer, if any; return whether an Add may extend the last Affine."""
-        op = node.op_type
-        where = self._describe(node)
-        if node.domain not in ("", "ai.onnx"):
-            raise ValueError(
-                f"from_onnx: unsupported operator {node.domain + '.' + op!r} ({self._name(node)}); "
-                f"supported (default domain): {_ONNX_SUPPORTED}."
-            )
-        supported = op in _ONNX_ACTIVATIONS or op in (
-            "Gemm", "MatMul", "Add", "Softmax", "LogSoftmax", "Gelu", "Flatten", "Dropout"
-        )
-        if not supported:
-            raise ValueError(
-                f"from_onnx: unsupported operator {op!r} ({self._name(node)}); supported: {_ONNX_SUPPORTED}."
-            )
-        outputs = [name for name in node.output if name]
-        if outputs[1:] and any(self._is_used(name) for name in outputs[1:]):
-            raise ValueError(f"from_onnx: {where} has a second output that is used; only its first output can be.")
-        attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
-        attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
-        if op == "Gemm":
-            self._operands(node, current, (0,), where)
-            if attrs.get("transA", 0):
-                raise ValueError(
-                    f"from_onnx: {where} has transA=1, which transposes the input batch; only transA=0 "
-                    "(y = x @ B + C) is supported."
-                )
-            B = self._weight(node.input[1], where)
-            W = B.T if attrs.get("transB", 0) else B
-            alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
-            if alpha != 1:
-                W = W * alpha
-            b = None
-            if len(node.input) > 2 and node.input[2]:
-                b = self._bias(node.input[2], W.shape[1], where)
-                if beta != 1:
-                    b = b * beta
-            layers.append(Affine(np.ascontiguousarray(W), b))
-            return True
-        if op == "MatMul":
-            self._operands(node, current, (0,), where, "x @ W with a constant W")
-            layers.append(Affine(self._weight(node.input[1], where)))
-            return True
-        if op == "Add":
-            position = self._operands(node, current, (0, 1), where)
-            last = layers[-1] if layers else None
-            if not (bias_open and isinstance(last, Affine)):
-                raise ValueError(
-                    f"from_onnx: {where} adds a constant other than right after MatMul or Gemm; "
-                    "an Add is supported only as the bias of a MatMul or Gemm."
-                )
-            b = self._bias(node.input[1 - position], last.d_out, where)
-            layers[-1] = Affine(last.W, b if last.b is None else last.b + b)
-            return True
-        if op in ("Softmax", "LogSoftmax"):
-            self._operands(node, current, (0,), where)
-            axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
-            if axis not in (-1, 1):
-                raise ValueError(
-                    f"from_onnx: {where} has axis={axis}; only the last axis of the (n, d) input "
-                    "(axis=-1 or axis=1) is supported."
-                )
-            layers.append(Softmax() if op == "Softmax" else LogSoftmax())
-            return False
-        if op == "Gelu":
-            self._operands(node, current, (0,), where)
-            if attrs.get("approximate", "none") != "none":
-                raise ValueError(
-                    f"from_onnx: {where} has approximate={attrs['approximate']!r}; only the exact GELU "
-                    "(approximate='none') is supported."
-                )
-            layers.append(GELU())
-            return False
-        if op == "Flatten":
-            self._operands(node, current, (0,), where)
-            if attrs.get("axis", 1) not in (1, -1):
-                raise ValueError(
-                    f"from_onnx: {where} has axis={attrs['axis']}; only axis=1 (the identity on inputs "
-                    "of shape (n, d)) is supported."
-                )
-            return bias_open
-        if op == "Dropout":
-            self._operands(node, current, (0,), where)
-            training = node.input[2] if len(node.input) > 2 else ""
-            if training and bool(np.any(self.constants[training])):
-                raise ValueError(
-                    f"from_onnx: {where} has training_mode=True; only inference (False) is supported."
-                )
-            return bias_open
-        self._operands(node, current, (0,), where)
-        layers.append(_ONNX_ACTIVATIONS[op](attrs))
-        return False
-
-    def _operands(
-        self, node: Any, current: str, positions: tuple[int, ...], where: str, form: str = ""
-    ) -> int:
-        """Check that ``current`` is at one of ``positions`` and every other input is constant."""
-        inputs = list(node.input)
-        if inputs.count(current) != 1 or inputs.index(current) not in positions:
-            expected = form or f"the data as input {' or '.join(map(str, positions))}"
-            raise ValueError(
-                f"from_onnx: {where} takes {current!r} as input {inputs.index(current)} of "
-                f"{inputs}; supported: {expected}."
-            )
-        for name in inputs:
-            if name and name != current and name not in self.constants:
-                raise ValueError(
-                    f"from_onnx: {where} combines {current!r} with the computed tensor {name!r}; only a "
-                    "single chain of operators with constant weights (initializers) is supported."
-                )
-        return inputs.index(current)
-
-    def _weight(self, name: str, where: str) -> Array:
-        W = as_float_array(self.constants[name], f"from_onnx: {where} weight {name!r}")
-        if W.ndim != 2:
-            raise ValueError(f"from_onnx: {where} has weight {name!r} of shape {W.shape}; expected 2-D.")
-        return W
-
-    def _bias(self, name: str, d_out: int, where: str) -> Array:
-        """A constant that broadcasts against ``(n, d_out)`` without changing its shape, as ``(d_out,)``."""
-        c = as_float_array(self.constants[name], f"from_onnx: {where} bias {name!r}")
-        if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1) or (c.ndim >= 1 and c.shape[-1] not in (1, d_out)):
-            raise ValueError(
-                f"from_onnx: {where} has bias {name!r} of shape {c.shape}; expected a shape that broadcasts "
-                f"to ({d_out},): ({d_out},), (1, {d_out}), (1,) or ()."
-            )
-        return np.broadcast_to(c.reshape(-1), (d_out,)).copy() if c.size == 1 else c.reshape(d_out)
-
-    def _constant_value(self, node: Any) -> Array:
-        helper = self.onnx.helper
-        for attr in node.attribute:
-            value = helper.get_attribute_value(attr)
-            if attr.name == "value":
-                return np.asarray(self.onnx.numpy_helper.to_array(value))
-            if attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
-                return np.asarray(value)
-        raise ValueError(
-            f"from_onnx: {self._describe(node)} holds a sparse or string constant; only dense numeric "
-            "constants are supported."
-        )
-
-    def _is_used(self, name: str) -> bool:
-        return name == self.output or any(name in node.input for node in self.nodes)
-
-    def _input_width(self, value: Any) -> Optional[int]:
-        """The declared width of a 2-D graph input; ValueError for another declared rank."""
-        tensor = value.type.tensor_type
-        if not tensor.HasField("shape"):
-            return None
-        dims = tensor.shape.dim
-        if len(dims) != 2:
-            raise ValueError(
-                f"from_onnx: the graph input {value.name!r} has {len(dims)} dimensions; only inputs "
-                "of shape (n, d_in) are supported."
-            )
-        return int(dims[1].dim_value) if dims[1].HasField("dim_value") else None
-
-    def _name(self, node: Any) -> str:
-        """``node 'name'``, or ``node i`` (its position in the graph) for an unnamed node."""
-        if node.name:
-            return f"node {node.name!r}"
-        return f"node {self.positions[id(node)]}"
-
-    def _describe(self, node: Any) -> str:
-        return f"{self._name(node)} ({node.op_type})"

@@ -164,7 +164,9 @@ def save(
 
     See Also
     --------
-    load
+    load : read the file back, validating everything.
+    ModelFileError : what ``load`` raises for a file it refuses.
+    to_onnx, to_c, to_torch : export the network for use outside jacobian_np.
 
     Examples
     --------
@@ -243,7 +245,9 @@ def load(path: PathLike, *, max_bytes: int = MAX_BYTES) -> Network:
 
     See Also
     --------
-    save
+    save : write the file.
+    ModelFileError : the error for any problem with the file's contents.
+    from_onnx, from_torch, from_sklearn : a network from another library's model instead.
 
     Examples
     --------

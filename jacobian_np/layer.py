@@ -14,14 +14,21 @@ from typing import Any, Optional
 import numpy as np
 
 from ._blocks import Block, Diag, Eye, diag_embed
-from ._steps import LayerSteps, Pairs, drop_stale_fast_paths, fused, optional, pair_rows
+from ._series import (
+    collapsed_top,
+    compose,
+    is_zero,
+    join,
+    nonzero,
+    or_zeros,
+    series_powers,
+    split,
+    sum_of_products,
+    truncated,
+    zeros,
+)
+from ._steps import _CURVATURE_RULES, LayerSteps, Pairs, fused, optional, pair_rows
 from ._typing import Array, Cache
-
-#: Rules that only a layer with parameters needs.
-_PARAMETER_RULES = ("param_grad", "tangent_param_grad")
-#: Rules that only a layer whose Jacobian depends on its input needs.
-_CURVATURE_RULES = ("curvature", "tangent_grad")
-
 
 class Layer(LayerSteps, abc.ABC):
     """A differentiable map applied to the last axis of its input.
@@ -293,80 +300,129 @@ class Layer(LayerSteps, abc.ABC):
             f"{type(self).__name__} has parameters but does not implement tangent_param_grad(dT, T, cache)."
         )
 
-    def cost(self, rows: int, width_in: int, width_out: int) -> int:
-        """Multiply-adds to push ``rows`` rows through the layer, per sample.
-
-        :class:`~jacobian_np.Network` adds these up over the layers to choose
-        between forward and reverse mode (``docs/modes.md``).  The default,
-        ``rows * max(width_in, width_out)``, fits layers that do a few operations
-        per element; override it for a layer that does a matrix product.
-
-        Examples
-        --------
-        >>> from jacobian_np import Affine, Tanh
-        >>> Tanh().cost(10, 5, 5), Affine([[1.0, 2.0]]).cost(10, 1, 2)
-        (50, 20)
-        """
-        return rows * max(width_in, width_out)
-
-    def footprint(self, width_in: int) -> tuple[int, int, int]:
-        """``(width_out, widest, kept)``: the output width, the widest block the layer
-        handles and the values its cache keeps, per sample, for input width ``width_in``.
-
-        Chunking sizes batches from these (:func:`~jacobian_np.set_memory_budget`).
-        The default fits layers that keep their output (their input is the previous
-        layer's output); composite layers add up their children.
-        """
-        width_out = width_in if self.d_out is None else self.d_out
-        return width_out, max(width_in, width_out), width_out
-
-    def supports(self, rule: str) -> bool:
-        """Whether the layer can do what ``rule`` needs (``"tangent"``, ``"curvature"``, ...).
-
-        The one capability check of the package: passes and checks ask it before
-        they start, and :meth:`lacking` names the layers that cannot.
-
-        Examples
-        --------
-        >>> from jacobian_np import Layer, Tanh
-        >>> Tanh().supports("tangent"), Tanh().supports("curvature")
-        (True, True)
-        >>> class Scale(Layer):
-        ...     def forward(self, x):
-        ...         return 2 * x, None
-        ...     def backward(self, dy, cache):
-        ...         return 2 * dy
-        >>> Scale().supports("tangent")
-        False
-        """
-        return not self.lacking(rule)
-
-    def lacking(self, rule: str) -> list[str]:
-        """Names of the layers (this one, or for a composite its parts) that lack ``rule``.
-
-        A rule whose default raises is lacking while the class inherits that
-        default; ``param_grad`` and ``tangent_param_grad`` are needed only by layers
-        with parameters, ``curvature`` and ``tangent_grad`` only by layers whose
-        Jacobian is not constant.
-        """
-        if rule in _PARAMETER_RULES and not self.params:
-            return []
-        if rule in _CURVATURE_RULES and self.constant_jacobian:
-            return []
-        method = getattr(type(self), rule, None)
-        if method is None or getattr(method, "missing", False):
-            return [type(self).__name__]
-        return []
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        drop_stale_fast_paths(cls)
-        step = cls.forward_with_cache
-        if step is LayerSteps.forward_with_cache or any(step is vars(k).get("forward") for k in cls.__mro__[1:]):
-            cls.forward_with_cache = cls.forward  # type: ignore[method-assign,assignment]  # one call less per layer
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    @optional
+    def taylor(self, series: list[Array], cache: Cache) -> list[Array]:
+        """Push truncated Taylor series through the layer (Taylor mode).
+
+        For an input path ``x(t) = x_0 + sum_k series[k-1] t^k`` around the point
+        ``x_0`` at which :meth:`forward` produced ``cache``, return the normalised
+        Taylor coefficients ``[y_1, ..., y_K]`` of ``y(t) = layer(x(t))``
+        (normalised: the ``k``-th derivative divided by ``k!``).  Optional: needed
+        for derivatives of order three and more, and for the PDE operators
+        (``docs/taylor.md``).  The default serves layers with ``constant_jacobian``
+        (``y_k = J x_k``, through :meth:`tangent`) and raises
+        ``NotImplementedError`` for the others.
+
+        Parameters
+        ----------
+        series : list of K ndarrays of shape ``(*batch, R, d_in)``
+            ``x_1, ..., x_K`` for ``R`` paths per sample.  Never modified.
+        cache : object
+            The cache returned by :meth:`forward`.
+
+        Returns
+        -------
+        list of K ndarrays of shape ``(*batch, R, d_out)``
+            ``y_1, ..., y_K``.  ``y_k`` depends on ``x_0, ..., x_k`` only, and
+            linearly on ``x_k``: ``y_k = J x_k + (terms in x_1, ..., x_{k-1})``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Tanh
+        >>> layer = Tanh()
+        >>> x0, x1 = np.array([0.5]), np.array([[2.0]])
+        >>> y1, y2 = layer.taylor([x1, np.zeros((1, 1))], layer.forward(x0)[1])
+        >>> t = np.tanh(0.5)  # y(t) = tanh(0.5 + 2t): y_2 = f''(0.5) * 2**2 / 2
+        >>> np.allclose(y1, (1 - t**2) * 2), np.allclose(y2, -2 * t * (1 - t**2) * 2)
+        (True, True)
+        """
+        if self.constant_jacobian:
+            # every nonzero coefficient in one call (one matrix product for Affine); the
+            # coefficients may differ in their row counts (a collapsed top coefficient)
+            live = [k for k, x_k in enumerate(series) if not is_zero(x_k)]
+            if not live:
+                probe = self.tangent(series[0][..., :0, :], cache) if series else None  # shape, dtype
+                return [zeros(probe.dtype, x_k.shape[:-1] + probe.shape[-1:]) for x_k in series]  # type: ignore[union-attr]
+            images = split(self.tangent(join([series[k] for k in live]), cache), [series[k] for k in live])
+            out = [zeros(images[0].dtype, x_k.shape[:-1] + images[0].shape[-1:]) for x_k in series]
+            for k, y_k in zip(live, images):
+                out[k] = y_k
+            return out
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement taylor(series, cache), which Taylor mode needs."
+        )
+
+    @optional
+    def taylor_vjp(
+        self, series: list[Array], grads: list[Array], cache: Cache
+    ) -> tuple[Optional[Array], list[Array], list[Array]]:
+        """Pull adjoints back through :meth:`taylor` (reverse mode over Taylor mode).
+
+        With ``[y_1, ..., y_K] = taylor(series, cache)`` and ``grads`` the adjoints
+        ``[g_1, ..., g_K]`` of the output coefficients, this is the gradient of
+        ``sum_k sum(g_k * y_k)`` with respect to the expansion point ``x_0``, to the
+        input coefficients and to the parameters.  The value ``y_0`` is not
+        included: its adjoint goes through :meth:`backward` and
+        :meth:`param_grad`.  Optional: needed to train through Taylor mode
+        (``Network.taylor_param_grad``, ``Network.laplacian_param_grad``).  The
+        default serves layers with ``constant_jacobian`` (``x_k`` gets
+        ``backward(g_k)``, the parameters :meth:`tangent_param_grad`).
+
+        Parameters
+        ----------
+        series : list of K ndarrays of shape ``(*batch, R, d_in)``
+            The input coefficients given to :meth:`taylor`.
+        grads : list of K ndarrays of shape ``(*batch, R, d_out)``
+            The adjoints of the output coefficients.
+        cache : object
+            The cache returned by :meth:`forward`.
+
+        Returns
+        -------
+        grad_x0 : ndarray of shape ``(*batch, d_in)``, or None
+            The gradient with respect to ``x_0``, summed over the ``R`` paths;
+            ``None`` when it is zero (a constant Jacobian).
+        grad_series : list of K ndarrays of shape ``(*batch, R, d_in)``
+            The gradients with respect to ``x_1, ..., x_K``.
+        param_grads : list of ndarray
+            One per entry of :attr:`params`, summed over the batch and the paths;
+            ``[]`` for a layer without parameters.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Affine
+        >>> layer = Affine(np.array([[1.0, 2.0]]))
+        >>> cache = layer.forward(np.array([0.5]))[1]
+        >>> grad_x0, grad_series, (dW,) = layer.taylor_vjp([np.array([[3.0]])], [np.array([[1.0, -1.0]])], cache)
+        >>> grad_x0 is None, grad_series, dW
+        (True, [array([[-1.]])], array([[ 3., -3.]]))
+        """
+        if not self.constant_jacobian:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not implement taylor_vjp(series, grads, cache), "
+                "which training through Taylor mode needs."
+            )
+        live = [k for k, g_k in enumerate(grads) if not is_zero(g_k)]
+        both = [k for k in live if not is_zero(series[k])]
+        param_grads: list[Array] = []
+        if self.params:  # one product over every pair of nonzero coefficients and adjoints
+            if both:
+                param_grads = self.tangent_param_grad(join([grads[k] for k in both]), join([series[k] for k in both]), cache)
+            else:
+                param_grads = [np.zeros_like(p) for p in self.params]
+        if not live:
+            probe = self.backward(grads[0][..., :0, :], cache) if grads else None  # shape and dtype
+            return None, [zeros(probe.dtype, g_k.shape[:-1] + probe.shape[-1:]) for g_k in grads], param_grads  # type: ignore[union-attr]
+        images = split(self.backward(join([grads[k] for k in live]), cache), [grads[k] for k in live])
+        grad_series = [zeros(images[0].dtype, g_k.shape[:-1] + images[0].shape[-1:]) for g_k in grads]
+        for k, dx_k in zip(live, images):
+            grad_series[k] = dx_k
+        return None, grad_series, param_grads
 
 
 class Elementwise(Layer):
@@ -389,6 +445,12 @@ class Elementwise(Layer):
     they carry (in place when they can); a subclass that overrides ``backward``,
     ``tangent``, ``curvature`` or ``tangent_grad`` loses that fast path, so its
     override is what every method of :class:`~jacobian_np.Network` computes.
+
+    See Also
+    --------
+    Layer : the protocol, for layers that are not elementwise.
+    check_layer : compare f', f'' and the steps built on them with finite differences.
+    Tanh : a built-in activation written this way.
 
     Examples
     --------
@@ -483,20 +545,19 @@ class Elementwise(Layer):
 
     @fused("backward")
     def pull(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
-        d = self.diagonal(cache)
-        if isinstance(block, Eye):
-            return Diag(d, cache[0]), True
-        if isinstance(block, Diag):
-            return Diag(block.d * d, cache[0]), True
-        return _scaled(block, d, owned), True
+        return self._scale_block(block, cache, owned, cache[0])  # the block moves to the input x
 
     @fused("tangent")
     def push(self, block: Block, cache: Cache, owned: bool) -> tuple[Block, bool]:
+        return self._scale_block(block, cache, owned, cache[1])  # the block moves to the output y
+
+    def _scale_block(self, block: Block, cache: Cache, owned: bool, at: Array) -> tuple[Block, bool]:
+        """``diag(f') block`` (a diagonal Jacobian is its own transpose), symbolic when ``block`` is."""
         d = self.diagonal(cache)
         if isinstance(block, Eye):
-            return Diag(d, cache[1]), True
+            return Diag(d, at), True
         if isinstance(block, Diag):
-            return Diag(block.d * d, cache[1]), True
+            return Diag(block.d * d, at), True
         return _scaled(block, d, owned), True
 
     @fused("tangent", "curvature")
@@ -530,11 +591,144 @@ class Elementwise(Layer):
             dz_in += dz * first
         return dz_in, dT * first[..., None, :], []
 
+    def derivatives(self, x: Array, y: Array, order: int) -> list[Array]:
+        """``[f'(x), f''(x), ..., f^(order)(x)]`` elementwise; ``y`` is ``f(x)``.
+
+        Taylor mode of order ``K`` needs the derivatives up to ``K`` (and its
+        reverse mode up to ``K + 1``).  The default builds them from
+        :meth:`fprime` and :meth:`fsecond`, so it serves orders up to 2 and raises
+        ``NotImplementedError`` beyond; the built-in activations override it with
+        formulas of every order, marked ``@fused("fprime", "fsecond")``: a subclass
+        that overrides ``fprime`` or ``fsecond`` gets this default back, so that the
+        orders cannot disagree.  The arrays may be shared: never write into them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from jacobian_np import Tanh
+        >>> x = np.array([0.0, 1.0])
+        >>> d1, d2, d3 = Tanh().derivatives(x, np.tanh(x), 3)
+        >>> t = np.tanh(x)  # the third derivative is (1 - t**2) (6 t**2 - 2)
+        >>> np.allclose(d3, (1 - t**2) * (6 * t**2 - 2))
+        True
+        """
+        if order <= 1:
+            return [self.fprime(x, y)][:order]
+        if order == 2:
+            return list(self.fprimes(x, y))
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement derivatives(x, y, order) beyond order 2 (f''), "
+            f"which Taylor mode needs up to order {order}."
+        )
+
+    def taylor(self, series: list[Array], cache: Cache) -> list[Array]:
+        """Faà di Bruno's formula on normalised coefficients (``docs/taylor.md``).
+
+        With ``h(t) = sum_m x_m t^m`` and ``c_j = f^(j)(x_0) / j!``,
+        ``y_k = sum_{j=1..k} c_j [t^k] h(t)^j``, the powers of ``h`` built by
+        repeated series products.  A ``piecewise_linear`` layer has ``c_j = 0``
+        for ``j >= 2``, so ``y_k = f'(x_0) x_k``.  Zero coefficients passed as
+        broadcast zeros (:func:`~jacobian_np._series.zeros`) are skipped.
+        """
+        if not series:
+            return []
+        x, y = cache
+        xs = nonzero(series)
+        if self.piecewise_linear:
+            first = self.fprime(x, y)[..., None, :]
+            return [or_zeros(None if x_k is None else x_k * first, x_k_in, first) for x_k, x_k_in in zip(xs, series)]
+        derivatives = self.derivatives(x, y, len(series))
+        return [or_zeros(y_k, series[0], derivatives[0]) for y_k in compose(derivatives, series_powers(xs), stacked=True)]
+
+    def taylor_vjp(
+        self, series: list[Array], grads: list[Array], cache: Cache
+    ) -> tuple[Optional[Array], list[Array], list[Array]]:
+        """Adjoint of :meth:`taylor`, through the series of ``f'`` along the path.
+
+        ``y(t) = f(x(t))`` changes with the coefficient ``x_m`` by
+        ``f'(x(t)) t^m``, so with ``g(t) = f'(x(t)) = sum_j g_j t^j`` (Faà di
+        Bruno again, with ``f'', ..., f^(K+1)``) the adjoints are
+        ``grad x_m = sum_{k >= m} grads_k g_{k-m}`` and
+        ``grad x_0 = sum over paths of sum_{k >= 1} grads_k g_k``.
+        """
+        if not series:
+            return None, [], []
+        x, y = cache
+        K = len(series)
+        gs = nonzero(grads)
+        if self.piecewise_linear:  # g(t) = f'(x_0), a constant
+            first = self.fprime(x, y)[..., None, :]
+            return None, [or_zeros(None if g_k is None else g_k * first, g_k_in, first) for g_k, g_k_in in zip(gs, grads)], []
+        derivatives = self.derivatives(x, y, K + 1)
+        g = [derivatives[0][..., None, :]] + compose(derivatives[1:], series_powers(nonzero(series)))
+        grad_series = [
+            or_zeros(sum_of_products(gs[m - 1 :], g[: K - m + 1]), grads[0], derivatives[0]) for m in range(1, K + 1)
+        ]
+        grad_x0 = sum_of_products(gs, g[1:])
+        return (None if grad_x0 is None else grad_x0.sum(axis=-2)), grad_series, []
+
+    @fused("taylor", "taylor_vjp")
+    def push_taylor(self, series: list[Array], cache: Cache, groups: Any) -> tuple[list[Array], Any]:
+        if groups is None or not series or self.piecewise_linear:
+            return LayerSteps.push_taylor(self, series, cache, groups)
+        # collapsed natively: the top coefficient's nonlinear terms row by row (x_K taken as 0),
+        # summed per group, plus f'(x_0) times the group's sum of x_K
+        x, y = cache
+        derivatives = self.derivatives(x, y, len(series))
+        powers = series_powers(nonzero(series[:-1]) + [None])
+        result = [or_zeros(y_k, series[0], derivatives[0]) for y_k in compose(derivatives, truncated(powers), stacked=True)]
+        top = series[-1] * derivatives[0][..., None, :]
+        nonlinear = collapsed_top(derivatives, powers, groups)
+        if nonlinear is not None:
+            top += nonlinear
+        return result + [top], series
+
+    @fused("taylor", "taylor_vjp")
+    def pull_taylor(
+        self, dy: Optional[Array], grads: list[Array], saved: Any, cache: Cache, groups: Any, need_input: bool
+    ) -> tuple[Optional[Array], Optional[list[Array]], list[Array]]:
+        series = saved
+        if groups is None or not series or self.piecewise_linear or not need_input:
+            return LayerSteps.pull_taylor(self, dy, grads, saved, cache, groups, need_input)
+        # the adjoint of a group's top coefficient is shared by its rows; g(t) = f'(x(t)) with
+        # x_K taken as 0 row by row, its x_K term f'' x_K added per group where it is needed
+        x, y = cache
+        K = len(series)
+        derivatives = self.derivatives(x, y, K + 1)
+        powers = series_powers(nonzero(series[:-1]) + [None])
+        g = [derivatives[0][..., None, :]] + compose(derivatives[1:], truncated(powers))  # g_0 .. g_(K-1)
+        lower = nonzero(grads[:-1])
+        top = None if is_zero(grads[-1]) else grads[-1]
+        rows = None if top is None else (top if len(groups) == 1 else np.repeat(top, groups, axis=-2))
+        grad_series = [
+            or_zeros(sum_of_products(lower[m - 1 :] + [rows], g[: K - m + 1]), series[m - 1], derivatives[0])
+            for m in range(1, K)
+        ]
+        grad_series.append(or_zeros(None if top is None else top * derivatives[0][..., None, :], series[-1], derivatives[0]))
+        dx = sum_of_products(lower, g[1:K])
+        dx = None if dx is None else dx.sum(axis=-2)
+        if top is not None:  # sum over a group's rows of top * g_K: g_K's row terms, and f'' times the sum of x_K
+            g_top = series[-1] * derivatives[1][..., None, :]
+            nonlinear = collapsed_top(derivatives[1:], powers, groups)
+            if nonlinear is not None:
+                g_top += nonlinear
+            top_dx = (top * g_top).sum(axis=-2)
+            dx = top_dx if dx is None else dx + top_dx
+        if dy is not None:
+            value_dx = dy * derivatives[0]
+            dx = value_dx if dx is None else dx + value_dx
+        return dx, grad_series, []
+
 
 def implements(layer: Layer, method: str) -> bool:
     """Whether ``layer`` implements the optional ``method``: ``layer.supports(method)``.
 
     Kept for code written before :meth:`Layer.supports`.
+
+    See Also
+    --------
+    Layer.supports : the capability check itself.
+    Layer.lacking : which parts of a composite layer lack a rule.
 
     Examples
     --------

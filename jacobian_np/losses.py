@@ -32,6 +32,36 @@ def det(J: npt.ArrayLike) -> tuple[Array, Array]:
     the singular value decomposition ``J = U diag(s) V^T`` as
     ``sign * U diag(prod_{j != i} s_j) V^T`` with ``sign = det(U) det(V)``.
 
+    Parameters
+    ----------
+    J : array_like of shape (d, d) or (n, d, d)
+        Per-sample square Jacobians.
+
+    Returns
+    -------
+    value : ndarray of shape () or (n,)
+        ``det J`` per sample.
+    grad : ndarray of the shape of ``J``
+        The cofactor matrix per sample, the gradient of ``value`` with respect to ``J``.
+
+    Raises
+    ------
+    ValueError
+        If ``J`` is not a square matrix or a stack of them.
+
+    See Also
+    --------
+    log_abs_det : ``log |det J|``, for volume changes of flows.
+    jacobian_np.Network.jacobian_param_grad : chains ``grad`` to the weights.
+    numpy.linalg.det : the value alone, without the gradient.
+    numpy.linalg.svd : the decomposition used for ``d >= 4``.
+
+    Notes
+    -----
+    A sample whose ``J`` holds NaN or infinity (a diverged network) gets NaN in
+    its own value and gradient, without a warning; the other samples are
+    unaffected.
+
     Examples
     --------
     >>> import numpy as np
@@ -45,8 +75,22 @@ def det(J: npt.ArrayLike) -> tuple[Array, Array]:
     True
     """
     J = _square(J, "det")
-    if J.shape[-1] <= 3:
-        return _det_small(J)
+    compute = _det_small if J.shape[-1] <= 3 else _det_svd
+    finite = np.all(np.isfinite(J), axis=(-2, -1))
+    if np.all(finite):
+        return compute(J)
+    # LAPACK's SVD fails (or never returns, for infinity) for a whole batch if one
+    # matrix is not finite, and the closed forms warn (inf - inf): compute the
+    # finite samples only and give the others NaN
+    value = np.full(J.shape[:-2], np.nan, dtype=J.dtype)
+    grad = np.full(J.shape, np.nan, dtype=J.dtype)
+    if np.any(finite):
+        value[finite], grad[finite] = compute(J[finite])
+    return value, grad
+
+
+def _det_svd(J: Array) -> tuple[Array, Array]:
+    """Determinant and cofactor matrix from the SVD, for finite ``J`` of any size."""
     U, s, Vh = np.linalg.svd(J)
     sign = np.linalg.det(U) * np.linalg.det(Vh)  # +-1
     value = sign * np.prod(s, axis=-1)
@@ -64,10 +108,29 @@ def log_abs_det(J: npt.ArrayLike) -> tuple[Array, Array]:
     Sign-safe: ``numpy.linalg.slogdet`` gives ``log |det J|`` whatever the sign of
     the determinant, without overflow for large ``d``.
 
+    Parameters
+    ----------
+    J : array_like of shape (d, d) or (n, d, d)
+        Per-sample square Jacobians.
+
+    Returns
+    -------
+    value : ndarray of shape () or (n,)
+        ``log |det J|`` per sample.
+    grad : ndarray of the shape of ``J``
+        ``J^{-T}`` per sample.
+
     Raises
     ------
     ValueError
-        If some ``J`` is singular (``log |det J|`` is ``-inf`` there).
+        If some ``J`` is singular (``log |det J|`` is ``-inf`` there), or ``J`` is
+        not a square matrix or a stack of them.
+
+    See Also
+    --------
+    det : ``det J`` itself, defined for singular ``J`` too.
+    jacobian_np.Network.jacobian_param_grad : chains ``grad`` to the weights.
+    numpy.linalg.slogdet : the value alone, with its sign, without the gradient.
 
     Examples
     --------
@@ -95,6 +158,28 @@ def frobenius_squared(J: npt.ArrayLike) -> tuple[Array, Array]:
 
     ``J`` need not be square.  A common Jacobian penalty (contractive
     autoencoders, smoothness regularisation).
+
+    Parameters
+    ----------
+    J : array_like of shape (d_out, d_in) or (n, d_out, d_in)
+        Per-sample Jacobians.
+
+    Returns
+    -------
+    value : ndarray of shape () or (n,)
+        ``sum_jk J_jk**2`` per sample.
+    grad : ndarray of the shape of ``J``
+        ``2 J``.
+
+    Raises
+    ------
+    ValueError
+        If ``J`` has fewer than two axes.
+
+    See Also
+    --------
+    det, log_abs_det : losses of square Jacobians.
+    jacobian_np.Network.jacobian_param_grad : chains ``grad`` to the weights.
 
     Examples
     --------

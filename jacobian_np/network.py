@@ -11,7 +11,9 @@ chunks and calls a pass.  Where things live:
 - the entry points by kind of pass: ``_first_order.py`` (values, Jacobians,
   ``jvp``, ``vjp``, ``divergence``), ``_second_order.py`` (``hessian``,
   ``laplacian``, ``hessian_diagonal``), ``_training.py`` (parameters and their
-  gradients);
+  gradients), ``_taylor_methods.py`` (``taylor``, ``biharmonic``) and
+  ``_taylor_training.py`` (the weight gradients of Taylor-mode quantities); the
+  series arithmetic of Taylor mode: ``_series.py``;
 - chunking and the memory budget: ``_chunking.py``.
 
 A new derivative quantity adds a step with a generic default to ``_steps.py``, its
@@ -30,6 +32,8 @@ from ._chain import Chain, chain_widths, mode_costs
 from ._chunking import DEFAULT_MEMORY_BUDGET, batched, chunk_length, get_memory_budget, set_memory_budget, summed
 from ._first_order import MODES, FirstOrderMethods
 from ._second_order import SecondOrderMethods
+from ._taylor_methods import TaylorMethods
+from ._taylor_training import TaylorTrainingMethods
 from ._training import TrainingMethods
 from ._typing import Array
 from ._validation import as_input
@@ -39,7 +43,9 @@ from .layer import Layer
 __all__ = ["DEFAULT_MEMORY_BUDGET", "MODES", "Network", "get_memory_budget", "set_memory_budget"]
 
 
-class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
+# TaylorMethods.taylor(x, v, order) is the public entry point; as a layer inside another network,
+# a Network is driven through its push_taylor step, never through the rule taylor(series, cache)
+class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, TaylorMethods, TaylorTrainingMethods, Chain):  # type: ignore[misc]
     """A feed-forward chain of layers, ``y = layers[-1](... layers[0](x))``.
 
     A network is itself a layer: it can be a layer of another network, the block
@@ -68,7 +74,10 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
 
     See Also
     --------
+    Residual, Parallel : skip connections and branches, built from networks.
     check_network : compare the Jacobian with finite differences.
+    save, load : keep a network in a file.
+    from_torch, from_sklearn, from_onnx : a network from another library's model.
 
     Notes
     -----
@@ -107,6 +116,7 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
         self._forward_stop = len(self.layers)
         while self._forward_stop > 1 and self.layers[self._forward_stop - 1].constant_jacobian:
             self._forward_stop -= 1
+        self._footprints: dict[int, tuple[int, int, int]] = {}
         costs = mode_costs(self.layers, self.d_in)
         forward, reverse = costs["forward"], costs["reverse"]
         self._auto_mode = "forward" if forward is not None and reverse is not None and forward < reverse else "reverse"
@@ -126,6 +136,7 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
         See Also
         --------
         forward_backward : the output and its Jacobian.
+        jacobian : the Jacobian alone.
 
         Examples
         --------
@@ -167,6 +178,11 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
         The live arrays, not copies: writing into them changes the network.  A
         layer (or array) used more than once is listed once.
 
+        See Also
+        --------
+        get_flat_params, set_flat_params : all of them as one 1-D array.
+        param_grad, jacobian_param_grad : gradients aligned with this list.
+
         Examples
         --------
         >>> import numpy as np
@@ -192,8 +208,18 @@ class Network(FirstOrderMethods, SecondOrderMethods, TrainingMethods, Chain):
         """Bytes of intermediates per sample: about two live blocks of ``rows`` rows of the
         widest layer (the input and output of a matrix product; activations scale
         blocks in place), plus the forward caches."""
-        _, widest, kept = self.footprint(x.shape[-1])
+        width = x.shape[-1]
+        if width not in self._footprints:  # the layers are fixed: once per input width
+            self._footprints[width] = self.footprint(width)
+        _, widest, kept = self._footprints[width]
         return x.itemsize * (2 * rows * widest + 2 * kept)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the layers, not what is derived from them on use (execution plans hold
+        locks and per-thread buffers; they are rebuilt after unpickling)."""
+        state = dict(self.__dict__)
+        state.pop("_plan_cache", None)
+        return state
 
     def __repr__(self) -> str:
         return f"Network([{', '.join(map(repr, self.layers))}])"

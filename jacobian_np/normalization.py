@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,13 @@ class LayerNorm(Layer):
         ``bias`` of the wrong shape or not finite.
     TypeError
         If ``d`` is not an integer.
+
+    See Also
+    --------
+    Residual : the usual home of a layer normalisation, a pre-norm block.
+    Affine : the dense layer around it.
+    check_layer : compare its derivatives with finite differences, as below.
+    from_torch : imports ``torch.nn.LayerNorm`` over the last axis as this layer.
 
     Notes
     -----
@@ -157,3 +164,50 @@ class LayerNorm(Layer):
     def __repr__(self) -> str:
         extra = "" if self.eps == 1e-5 else f", eps={self.eps!r}"
         return f"LayerNorm({self.d}{extra})"
+
+    def taylor(self, series: list[Array], cache: Cache) -> list[Array]:
+        # y = h weight + bias with h = c r: the series of c (linear), of the variance and of
+        # its inverse square root (see _taylor_series)
+        h, _ = self._taylor_series(series, cache)
+        return [h_k * self.weight for h_k in h[1:]]
+
+    def taylor_vjp(
+        self, series: list[Array], grads: list[Array], cache: Cache
+    ) -> tuple[Optional[Array], list[Array], list[Array]]:
+        # the adjoint of x_m is sum_{k >= m} [t^(k-m)] J(t)^T grads_k, and along the path
+        # J(t)^T g = r(t) (q - h(t) m(t)) with q = P (g weight), m(t) = mean(g weight h(t))
+        K = len(series)
+        if not K:
+            return None, [], [np.zeros_like(self.weight), np.zeros_like(self.bias)]
+        h, r = self._taylor_series(series, cache)
+        adjoints: list[Any] = [0] * (K + 1)
+        for k in range(1, K + 1):
+            g = grads[k - 1] * self.weight
+            q = g - g.mean(axis=-1, keepdims=True)
+            m = [(g * h[b]).mean(axis=-1, keepdims=True) for b in range(k + 1)]
+            hm = [sum(h[b] * m[j - b] for b in range(j + 1)) for j in range(k + 1)]  # series of h(t) m(t)
+            for n in range(k + 1):
+                adjoints[k - n] = adjoints[k - n] + r[n] * q - sum(r[a] * hm[n - a] for a in range(n + 1))
+        dW = sum((g_k * h_k).reshape(-1, self.d).sum(axis=0) for g_k, h_k in zip(grads, h[1:]))
+        return adjoints[0].sum(axis=-2), adjoints[1:], [dW, np.zeros_like(self.bias)]
+
+    def _taylor_series(self, series: list[Array], cache: Cache) -> tuple[list[Array], list[Array]]:
+        """Normalised Taylor coefficients ``h_0..h_K`` and ``r_0..r_K`` along the paths.
+
+        In units of the expansion point, ``c' = (x - mean(x)) r_0`` (so ``c'_0 = h_0``),
+        the variance plus ``eps`` is ``s' = mean(c'^2) r_0^2``-scaled to ``s'_0 = 1``
+        and ``u = s'^(-1/2)`` follows from ``s' u' = -u s'' / 2``:
+        ``u_k = sum_{j=1..k} (-j/2 - (k - j)) s'_j u_(k-j) / k``.  Then ``h = c' u``
+        and ``r = r_0 u``.
+        """
+        h0, r0 = cache
+        r0 = r0[..., None, :]
+        c = [h0[..., None, :]] + [(x_k - x_k.mean(axis=-1, keepdims=True)) * r0 for x_k in series]
+        u: list[Any] = [np.ones_like(r0)]
+        s: list[Any] = [np.ones_like(r0)]
+        for k in range(1, len(series) + 1):
+            square = sum(c[i] * c[k - i] for i in range(k + 1))
+            s.append(square.mean(axis=-1, keepdims=True))
+            u.append(sum((-0.5 * j - (k - j)) * s[j] * u[k - j] for j in range(1, k + 1)) / k)
+        h = [sum(c[i] * u[k - i] for i in range(k + 1)) for k in range(len(series) + 1)]
+        return h, [r0 * u_k for u_k in u]

@@ -4,7 +4,8 @@
 ``scipy.optimize.least_squares`` and ``scipy.optimize.minimize(jac=True)`` expect,
 with the exact Jacobian.  The network runs once per point: the value and the
 Jacobian at the last point are kept, so ``fun(x)`` followed by ``jac(x)`` costs
-one :meth:`Network.forward_backward`.
+one :meth:`Network.forward_backward`.  They are reused only while ``x`` and the
+network's parameters are unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ class TargetProblem:
     ----------
     evaluations : int
         How many times the network has been evaluated (each gives ``y`` and ``J``).
+
+    See Also
+    --------
+    scipy.optimize.least_squares, scipy.optimize.minimize : the solvers it is made for.
+    jacobian_np.Network.forward_backward : what each evaluation computes.
+
+    Notes
+    -----
+    ``y`` and ``J`` at the last ``x`` are kept and reused while ``x`` and the
+    values of ``net.params`` are unchanged: after
+    :meth:`Network.set_flat_params`, or an in-place update of a parameter array,
+    the next call evaluates the network again.  Checking that costs one
+    comparison of the parameters, less than an evaluation.  The residual is
+    taken against the current ``target`` at every call.
 
     Examples
     --------
@@ -61,31 +76,54 @@ class TargetProblem:
             )
         self.evaluations = 0
         self._x: Optional[Array] = None
-        self._residual: Array = np.zeros(0)
+        self._params: list[Array] = []  # copies of net.params at self._x
+        self._y: Array = np.zeros(0)
         self._J: Array = np.zeros((0, 0))
 
     def _evaluate(self, x: npt.ArrayLike) -> None:
         x = as_input(x, self.net.d_in, "TargetProblem")
         if x.ndim != 1:
             raise ValueError(f"TargetProblem expects one point x of shape ({self.net.d_in},); got shape {x.shape}.")
-        if self._x is not None and np.array_equal(x, self._x):
+        if self._x is not None and np.array_equal(x, self._x) and self._same_params():
             return
         y, J = self.net.forward_backward(x)
-        self._x, self._residual, self._J = x.copy(), y - self.target, J
+        self._x, self._y, self._J = x.copy(), y, J
+        self._params = [np.array(p, copy=True) for p in self.net.params]
         self.evaluations += 1
 
+    def _same_params(self) -> bool:
+        params = self.net.params
+        return len(params) == len(self._params) and all(
+            np.array_equal(p, kept) for p, kept in zip(params, self._params)
+        )
+
     def fun(self, x: npt.ArrayLike) -> Array:
-        """The residuals ``net(x) - target``, shape ``(d_out,)``, for ``least_squares``."""
+        """The residuals ``net(x) - target``, shape ``(d_out,)``, for ``least_squares``.
+
+        See Also
+        --------
+        jac, fun_and_jac
+        """
         self._evaluate(x)
-        return self._residual.copy()
+        return self._y - self.target
 
     def jac(self, x: npt.ArrayLike) -> Array:
-        """Their Jacobian ``d net(x) / dx``, shape ``(d_out, d_in)``, for ``least_squares``."""
+        """Their Jacobian ``d net(x) / dx``, shape ``(d_out, d_in)``, for ``least_squares``.
+
+        See Also
+        --------
+        fun, fun_and_jac
+        """
         self._evaluate(x)
         return self._J.copy()
 
     def fun_and_jac(self, x: npt.ArrayLike) -> tuple[float, Array]:
-        """``0.5 * |net(x) - target|**2`` and its gradient ``J^T r``, for ``minimize(jac=True)``."""
+        """``0.5 * |net(x) - target|**2`` and its gradient ``J^T r``, for ``minimize(jac=True)``.
+
+        See Also
+        --------
+        fun, jac
+        """
         self._evaluate(x)
-        r = self._residual
+        r = self._y - self.target
         return 0.5 * float(r @ r), r @ self._J

@@ -10,6 +10,7 @@ import inspect
 import math
 import warnings
 from decimal import Decimal, getcontext, localcontext
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -355,8 +356,13 @@ def test_alpha_is_a_float_and_shows_in_repr(cls, default):
         (np.array([0.1]), TypeError, r"alpha must be a real number; got ndarray"),
         (float("nan"), ValueError, r"alpha must be finite; got nan\."),
         (-np.inf, ValueError, r"alpha must be finite; got -inf\."),
+        # float(10**400) raises OverflowError; the digits are not printed (str() of
+        # an int with more than 4300 digits raises)
+        (10**400, ValueError, r"alpha must be finite; got int beyond the float range"),
+        (-(10**5000), ValueError, r"alpha must be finite; got int beyond the float range"),
+        (Fraction(10**400, 3), ValueError, r"alpha must be finite; got Fraction beyond the float range"),
     ],
-    ids=["str", "None", "bool", "complex", "array", "nan", "-inf"],
+    ids=["str", "None", "bool", "complex", "array", "nan", "-inf", "10**400", "-10**5000", "Fraction"],
 )
 def test_alpha_is_validated(cls, alpha, error, message):
     with pytest.raises(error, match=rf"^{cls.__name__} {message}"):

@@ -35,7 +35,9 @@ def test_weight_and_bias_share_the_promoted_dtype():
     [
         (np.ones(3), None, ValueError, r"Affine W must have shape \(any, any\); got shape \(3,\)"),
         (np.ones((2, 3)), np.ones(2), ValueError, r"Affine b must have shape \(3,\); got shape \(2,\)"),
-        (np.ones((2, 3)), np.ones((1, 3)), ValueError, r"Affine b must have shape \(3,\); got shape \(1, 3\)"),
+        (np.ones((2, 3)), np.ones((3, 1)), ValueError, r"Affine b must have shape \(3,\); got shape \(3, 1\)"),
+        (np.ones((2, 3)), np.ones((1, 2)), ValueError, r"Affine b must have shape \(3,\); got shape \(1, 2\)"),
+        (np.ones((2, 3)), np.ones((1, 1, 3)), ValueError, r"Affine b must have shape \(3,\); got shape \(1, 1, 3\)"),
         (np.ones((0, 3)), None, ValueError, r"Affine W must not have a zero-length axis; got shape \(0, 3\)"),
         (np.array([[1.0, np.nan]]), None, ValueError, "Affine W must be finite"),
         (np.ones((1, 2)), np.array([np.inf, 0]), ValueError, "Affine b must be finite"),
@@ -46,6 +48,19 @@ def test_weight_and_bias_share_the_promoted_dtype():
 def test_bad_parameters(W, b, error, match):
     with pytest.raises(error, match=match):
         jn.Affine(W, b)
+
+
+def test_a_row_bias_is_flattened(rng):
+    """``b`` of shape ``(1, d_out)``, the layout of hand-written ``x @ W + b`` code."""
+    W, b_row = rng.normal(size=(2, 3)), rng.normal(size=(1, 3))
+    b_before = b_row.copy()
+    layer = jn.Affine(W, b_row)
+    assert layer.b.shape == (3,) and not np.shares_memory(layer.b, b_row)
+    x = rng.normal(size=(4, 2))
+    np.testing.assert_array_equal(layer.forward(x)[0], x @ W + b_row)
+    assert layer.forward(x[0])[0].shape == (3,)  # one point stays one point
+    layer.b[...] = 0.0
+    np.testing.assert_array_equal(b_row, b_before)
 
 
 def test_wrong_input_width_is_named(rng):

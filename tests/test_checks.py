@@ -1,9 +1,13 @@
 """numerical_jacobian, check_layer and check_network, including that they catch bugs."""
 
+import re
+
 import numpy as np
 import pytest
+from cases import CASE_IDS, LAYER_CASES
 
 import jacobian_np as jn
+from jacobian_np import checks
 
 # --- numerical_jacobian -------------------------------------------------------------
 
@@ -95,10 +99,37 @@ def test_integer_input_is_differentiated_in_float64():
     np.testing.assert_allclose(J, np.diag([2.0, 4.0]), rtol=1e-9)
 
 
-@pytest.mark.parametrize("eps", [0, -1e-3, np.nan, np.inf, "1e-3"])
-def test_bad_eps(eps):
-    with pytest.raises(ValueError, match="eps must be a positive finite number; got"):
-        jn.numerical_jacobian(np.sin, np.ones(2), eps=eps)
+@pytest.mark.parametrize(
+    "eps, error, match",
+    [
+        (0, ValueError, "eps must be positive; got 0.0"),
+        (-1e-3, ValueError, "eps must be positive; got -0.001"),
+        (np.nan, ValueError, "eps must be finite; got nan"),
+        (np.inf, ValueError, "eps must be finite; got inf"),
+        (10**400, ValueError, "eps must be finite; got int beyond the float range"),
+        (True, TypeError, "eps must be a real number; got bool True"),  # used to be a step of 1
+        ("1e-3", TypeError, "eps must be a real number; got str '1e-3'"),
+        (np.array([1e-3]), TypeError, "eps must be a real number; got ndarray"),
+    ],
+)
+@pytest.mark.parametrize("check", ["numerical_jacobian", "check_layer", "check_network", "check_param_grads"])
+def test_bad_eps(check, eps, error, match):
+    net = jn.Network([jn.Affine(np.ones((1, 2))), jn.Tanh()])
+    call = {
+        "numerical_jacobian": lambda: jn.numerical_jacobian(np.sin, [1.0], eps=eps),
+        "check_layer": lambda: jn.check_layer(jn.Tanh(), [1.0], eps=eps),
+        "check_network": lambda: jn.check_network(net, [1.0], eps=eps),
+        "check_param_grads": lambda: jn.check_param_grads(net, [1.0], eps=eps),
+    }[check]
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_eps_is_used_as_given():
+    seen = []
+    jn.numerical_jacobian(lambda z: seen.append(z.copy()) or z, np.array([0.5, 4.0]), eps=np.float32(1e-3))
+    np.testing.assert_allclose(seen[0] - [0.5, 4.0], [1e-3, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(seen[-1] - [0.5, 4.0], [0.0, -4e-3], rtol=1e-6)  # h = eps * max(1, |x|)
 
 
 # --- check_layer catches bugs -------------------------------------------------------
@@ -250,3 +281,174 @@ def test_check_network_errors(rng):
         jn.check_network(net.layers[0], np.ones(3))
     with pytest.raises(ValueError, match=r"check_network expects x with last axis 3; got shape \(2,\)"):
         jn.check_network(net, np.ones(2))
+
+
+# --- one rule, with tolerances scaled to the dtype -----------------------------------
+
+
+def float32_layer(layer):
+    if isinstance(layer, jn.Affine):  # the weights decide the dtype by promotion
+        return jn.Affine(layer.W.astype(np.float32), None if layer.b is None else layer.b.astype(np.float32))
+    return layer
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_float32_check_passes_for_correct_layers(case, rng):
+    """float32 finite differences are accurate to ~1e-5..1e-4: a tolerance of 1e-6 failed them."""
+    layer = float32_layer(case.make(rng))
+    result = jn.check_layer(layer, case.sample(rng, (4,)), dtype=np.float32, rng=rng, second_order=True)
+    assert result, str(result)
+    if all(p.dtype == np.float32 for p in layer.params):  # float64 parameters promote
+        assert result.comparisons[0].analytic.dtype == np.float32
+
+
+def test_float32_check_passes_for_correct_networks(rng):
+    for activation in (jn.Tanh(), jn.Sigmoid(), jn.GELU(), jn.Softplus()):
+        net = jn.Network(
+            [
+                jn.Affine(rng.normal(size=(6, 32)).astype(np.float32) / 2, rng.normal(size=32).astype(np.float32)),
+                activation,
+                jn.Affine(rng.normal(size=(32, 3)).astype(np.float32) / 6),
+                jn.Softmax(),
+            ]
+        )
+        result = jn.check_network(net, rng.normal(size=(8, 6)), dtype=np.float32)
+        assert result, str(result)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_one_percent_error_fails_in_both_dtypes(dtype, rng):
+    x = rng.uniform(-2, 2, (5, 4))
+    assert jn.check_layer(jn.Tanh(), x, dtype=dtype)
+    result = jn.check_layer(OffByOnePercentTanh(), x, dtype=dtype)
+    assert not result and "inconclusive" not in str(result)
+    good = jn.Network([jn.Affine(rng.normal(size=(3, 4))), jn.Tanh(), jn.Affine(rng.normal(size=(4, 2)))])
+    bad = jn.Network([good.layers[0], OffByOnePercentTanh(), good.layers[2]])
+    X = rng.normal(size=(5, 3))
+    assert jn.check_network(good, X, dtype=dtype)
+    result = jn.check_network(bad, X, dtype=dtype)
+    assert [c.name for c in result.failures] == ["J (reverse mode)", "J (forward mode)"]
+
+
+def test_default_tolerances_follow_the_dtype(rng):
+    x = rng.normal(size=(3, 4))
+    for dtype, rtol in ((np.float64, 1e-6), (np.float32, 1e-3)):
+        first = jn.check_layer(jn.Tanh(), x, dtype=dtype).comparisons[0]
+        assert first.rtol == rtol
+        largest = np.max(np.abs(first.reference))
+        # atol: rtol times the largest entry, plus the (here small) rounding of the differences
+        assert rtol * largest < first.atol < 1.2 * rtol * largest
+        np.testing.assert_array_equal(first.tolerance, first.atol + first.rtol * np.abs(first.reference))
+    given = jn.check_layer(jn.Tanh(), x, atol=1e-3, rtol=0.0).comparisons[0]
+    assert given.atol == 1e-3 and given.rtol == 0.0
+    np.testing.assert_array_equal(given.tolerance, 1e-3)
+
+
+def test_the_verdict_does_not_depend_on_the_units(rng):
+    """Outputs in large units (an unscaled regression target) scale J and the rounding alike."""
+    net = jn.Network([jn.Affine(rng.normal(size=(3, 8))), jn.Tanh(), jn.Affine(rng.normal(size=(8, 2)))])
+    X = rng.normal(size=(4, 3))
+    for scale in (1e-6, 1.0, 1e6):
+        scaled = jn.Network([net.layers[0], net.layers[1], jn.Affine(scale * net.layers[2].W)])
+        result = jn.check_network(scaled, X)
+        assert result and result.max_rel_error < 1e-8, str(result)
+        wrong = jn.Network([net.layers[0], OffByOnePercentTanh(), scaled.layers[2]])
+        assert not jn.check_network(wrong, X)
+
+
+def raw_units_pipeline(rng):
+    """A scaler that expects inputs in raw units (means 50 to 5e4) before a tanh layer,
+    and outputs in large units: a scikit-learn pipeline as imported."""
+    mean, std = np.array([1500.0, 400.0, 5e4, 50.0]), np.array([30.0, 10.0, 2e3, 2.0])
+    scaler = jn.Affine(np.diag(1 / std), -mean / std)
+    net = jn.Network([scaler, jn.Affine(rng.normal(size=(4, 6))), jn.Tanh(), jn.Affine(1e5 * rng.normal(size=(6, 1)), [2e5])])
+    return net, mean, std
+
+
+def test_saturated_network_is_inconclusive_not_a_pass_with_infinite_error(rng):
+    """N(0, 1) inputs into a pipeline in raw units saturate every tanh: the finite
+    differences are all rounding.  This used to print 'max rel error inf' (and
+    max_rel_error 1.8e308) and pass."""
+    net, mean, std = raw_units_pipeline(rng)
+    result = jn.check_network(net, rng.normal(size=(3, 4)))
+    report = str(result)
+    assert not re.search(r"\binf\b|e\+30\d", report), report
+    assert np.isfinite(result.max_rel_error) and result.max_rel_error < 1
+    assert not result
+    assert [c.name for c in result.failures] == ["J (reverse mode)", "J (forward mode)"]
+    assert "inconclusive: the finite differences are accurate only to about" in report
+    assert "pass atol to accept this resolution" in report
+    # at inputs in the model's units the same network checks out
+    result = jn.check_network(net, mean + std * rng.normal(size=(3, 4)))
+    assert result and result.max_rel_error < 1e-6, str(result)
+    # and an explicit atol is a decision the caller takes
+    assert jn.check_network(net, rng.normal(size=(3, 4)), atol=1e-3)
+
+
+def test_entries_that_are_zero_up_to_rounding(rng):
+    """tanh'(20) = 1.7e-17, while tanh(20 +- h) round to the same float: the
+    difference is exactly 0, and the analytic value agrees up to rounding."""
+    assert jn.check_layer(jn.Tanh(), np.array([[20.0, 0.3], [-0.5, 25.0]]))
+    result = jn.check_layer(jn.Tanh(), np.array([[20.0, 30.0]]))  # saturated throughout
+    assert result, str(result)
+    assert 0 < result.max_rel_error < 1e-5  # relative to atol where the reference is all zero
+    assert not jn.check_layer(jn.Tanh(), np.array([[20.0, 30.0]]), atol=0.0)
+    dead = jn.Network([jn.Affine(np.ones((2, 3)), -10 * np.ones(3)), jn.ReLU()])
+    assert jn.check_network(dead, rng.uniform(0, 1, (4, 2)))  # exactly zero on both sides
+
+
+def test_rel_error_is_relative_to_the_largest_entry():
+    comparison = checks._Rule(None, 1e-6).compare("J", np.array([1.0, 1e-300]), np.array([1.0, 0.0]))
+    np.testing.assert_array_equal(comparison.rel_error, [0.0, 1e-300])
+    assert comparison.ok
+    legacy = jn.Comparison("J", np.array([2.0]), np.array([0.0]), np.array([1.0]))  # atol defaults to 0
+    assert legacy.rel_error[0] == np.inf and not legacy.ok
+
+
+def test_a_reference_that_is_not_finite_is_a_problem():
+    class Wall(jn.Elementwise):  # finite below 1, infinite from 1 on
+        def f(self, x):
+            return np.where(x < 1.0, x**2, np.inf)
+
+        def fprime(self, x, y):
+            return 2 * x
+
+    result = jn.check_layer(Wall(), np.array([[0.5, 1.0 - 1e-7]]))
+    assert not result
+    assert "backward(identity): FAILED: the reference is inf at (0, 1, 1)" in str(result)
+    assert jn.check_layer(Wall(), np.array([[0.5, 0.9]]))
+
+
+# --- fprimes, the derivatives that second-order passes and training use ---------------
+
+
+class OffByOnePercentFprimes(jn.Tanh):
+    def fprimes(self, x, y):
+        first, second = super().fprimes(x, y)
+        return 1.01 * first, second
+
+
+class OffByOnePercentFsecondInFprimes(jn.Tanh):
+    def fprimes(self, x, y):
+        first, second = super().fprimes(x, y)
+        return first, 1.01 * second
+
+
+def test_second_order_check_covers_fprimes(rng):
+    x = rng.uniform(-2, 2, (5, 4))
+    correct = jn.check_layer(jn.Tanh(), x, second_order=True)
+    assert correct and {"fprimes (f')", "fprimes (f'')"} <= {c.name for c in correct.comparisons}
+    assert jn.check_layer(OffByOnePercentFprimes(), x)  # first order never calls fprimes
+    result = jn.check_layer(OffByOnePercentFprimes(), x, second_order=True)
+    assert {c.name for c in result.failures} == {"fprimes (f')", "fprimes (f'')"}  # f'' against FD of this f'
+    result = jn.check_layer(OffByOnePercentFsecondInFprimes(), x, second_order=True)
+    assert [c.name for c in result.failures] == ["fprimes (f'')"]
+    for dtype in (np.float64, np.float32):
+        assert not jn.check_layer(OffByOnePercentFsecondInFprimes(), x, second_order=True, dtype=dtype)
+
+
+def test_tolerance_errors():
+    with pytest.raises(TypeError, match="atol must be a real number or None; got str"):
+        jn.check_layer(jn.Tanh(), np.ones(2), atol="1e-6")
+    with pytest.raises(TypeError, match="rtol must be a real number or None; got bool"):
+        jn.check_network(jn.Network([jn.Tanh()]), np.ones(2), rtol=True)

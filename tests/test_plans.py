@@ -423,3 +423,25 @@ def test_second_order_plans_use_the_current_weights(rng, plans_off):
         p *= 0.7
     assert_same(net.laplacian(X), plans_off(lambda: net.laplacian(X)))
     assert plan_cache_info(net).misses == 1
+
+
+def test_copies_of_a_network_share_a_bounded_pool_of_buffers(rng):
+    """A Dask worker keeps the network of every task it ran, each a copy with its own plans:
+    together their buffers stay within twice the memory budget per thread."""
+    import pickle
+    import tracemalloc
+
+    net = mlp(rng, [16, 32, 24], jn.Tanh)
+    X = rng.normal(size=(512, 16))
+    previous = jn.set_memory_budget(2**20)
+    try:
+        copies = [pickle.loads(pickle.dumps(net)) for _ in range(24)]
+        tracemalloc.start()
+        start = tracemalloc.get_traced_memory()[0]
+        results = [copy.jacobian(X) for copy in copies]
+        kept = tracemalloc.get_traced_memory()[0] - start - sum(J.nbytes for J in results)
+        tracemalloc.stop()
+    finally:
+        jn.set_memory_budget(previous)
+    assert kept < 3 * 2**20, kept  # each copy's plan holds about 1.3 MiB of buffers on its own
+    assert_same(results[-1], results[0])

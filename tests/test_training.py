@@ -214,6 +214,26 @@ def test_det_value_and_sign_and_singular_gradient(rng):
     np.testing.assert_allclose(losses.det(J)[0], np.linalg.det(J), rtol=1e-12)
 
 
+@pytest.mark.parametrize("d", [2, 3, 4, 6])  # closed forms up to 3, SVD above
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_det_isolates_non_finite_samples(d, bad, rng):
+    """One sample with NaN (a diverged network) must not spoil the others, raise,
+    warn or hang (LAPACK's SVD does not return for infinity)."""
+    J = rng.normal(size=(5, d, d))
+    J[2, d - 1, 0] = bad
+    J_before = J.copy()
+    value, grad = losses.det(J)
+    np.testing.assert_array_equal(J, J_before)
+    good = [0, 1, 3, 4]
+    expected_value, expected_grad = losses.det(J[good])
+    np.testing.assert_array_equal(value[good], expected_value)
+    np.testing.assert_array_equal(grad[good], expected_grad)
+    np.testing.assert_allclose(value[good], np.linalg.det(J[good]), rtol=1e-12)
+    assert np.isnan(value[2]) and np.all(np.isnan(grad[2]))
+    one_value, one_grad = losses.det(J[2])  # one matrix, not a batch
+    assert one_value.shape == () and one_grad.shape == (d, d) and np.isnan(one_value)
+
+
 def test_log_abs_det_is_sign_safe_and_rejects_singular():
     value, _ = losses.log_abs_det(np.array([[[-2.0, 0.0], [0.0, 3.0]]]))
     np.testing.assert_allclose(value, [np.log(6.0)])
@@ -244,6 +264,28 @@ def test_target_problem_evaluates_once_per_point(net):
     assert f == pytest.approx(0.5 * y @ y) and np.allclose(g, y @ J_ref)
     problem.fun(x + 1)
     assert problem.evaluations == 2
+
+
+def test_target_problem_sees_new_parameters_and_target(net):
+    """The cache is keyed on x and the parameters: set_flat_params must not leave
+    fun(x0) returning the old residual."""
+    problem = TargetProblem(net, np.zeros(2))
+    x0 = np.array([0.1, 0.2])
+    r_old, J_old = problem.fun(x0), problem.jac(x0)
+    net.set_flat_params(1.5 * net.get_flat_params())
+    y, J = net.forward_backward(x0)
+    assert not np.allclose(y, r_old)
+    np.testing.assert_array_equal(problem.fun(x0), y)
+    np.testing.assert_array_equal(problem.jac(x0), J)
+    assert problem.evaluations == 2
+    net.params[0][0, 0] += 1.0  # an in-place update of one weight
+    y, J = net.forward_backward(x0)
+    np.testing.assert_array_equal(problem.fun_and_jac(x0)[1], y @ J)
+    assert problem.evaluations == 3
+    problem.target[...] = 1.0  # the residual follows the target without an evaluation
+    np.testing.assert_array_equal(problem.fun(x0), y - 1.0)
+    assert problem.evaluations == 3
+    assert not np.array_equal(J_old, J)
 
 
 def test_target_problem_errors(net):
