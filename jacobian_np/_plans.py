@@ -163,8 +163,8 @@ def plan_for(
         k = len(network.layers)
         if mode == "reverse":
             k = next((i for i, layer in enumerate(network.layers) if _fusable_layers([layer], steps) is None), k)
-        layers, suffix = _fusable_layers(network.layers[:k], steps), list(network.layers[k:])
-        if layers is None or network.d_in is None or not any(isinstance(layer, Affine) for layer in layers):
+        layers, suffix = _planned_layers(network, network.layers[:k], steps), list(network.layers[k:])
+        if layers is None:
             return None
         probe = cache.probes.get((x.dtype, k))
         if probe is None:
@@ -186,8 +186,8 @@ def training_plan_for(network: Any, x: Array) -> Optional["TrainingPlan"]:
         return None
 
     def build(cache: _PlanCache) -> Optional[TrainingPlan]:
-        layers = _fusable_layers(network.layers, ("push_tangents", "pull_tangents"))
-        if layers is None or network.d_in is None or not any(isinstance(layer, Affine) for layer in layers):
+        layers = _planned_layers(network, network.layers, ("push_tangents", "pull_tangents"))
+        if layers is None:
             return None
         params = [p for layer in layers for p in layer.params]
         if len({id(p) for p in params}) < len(params):  # a shared array: gradients to merge
@@ -209,8 +209,8 @@ def second_order_plan_for(network: Any, x: Array, T: Array, collapse: bool) -> O
         return None
 
     def build(cache: _PlanCache) -> Optional[SecondOrderPlan]:
-        layers = _fusable_layers(network.layers, ("push", "push_second"))
-        if layers is None or network.d_in is None or not any(isinstance(layer, Affine) for layer in layers):
+        layers = _planned_layers(network, network.layers, ("push", "push_second"))
+        if layers is None:
             return None
         try:
             return SecondOrderPlan(layers, x, T, collapse)
@@ -218,6 +218,15 @@ def second_order_plan_for(network: Any, x: Array, T: Array, collapse: bool) -> O
             return None
 
     return _cached(network, ("second", x.shape, x.dtype, T.shape, T.dtype, collapse), build)
+
+
+def _planned_layers(network: Any, layers: Any, steps: tuple[str, ...]) -> Optional[list]:
+    """``layers`` flattened, if a plan can run them: every step in ``steps`` fusable, the
+    input width known, and an affine layer to plan around; else ``None``."""
+    fusable = _fusable_layers(layers, steps)
+    if fusable is None or network.d_in is None or not any(isinstance(layer, Affine) for layer in fusable):
+        return None
+    return fusable
 
 
 def _cached(network: Any, key: tuple, build: Callable[[_PlanCache], Any]) -> Any:
