@@ -815,11 +815,12 @@ def ours_alone(cases, args):
     return out
 
 
-def allocator_comparison(args, rounds=3):
+def allocator_comparison(args, rounds=4):
     """jacobian_np's headline methods timed alone in fresh processes, alternately with the
     allocator as it comes and with glibc's heap trimming off (the variables of
     --tuned-malloc), ``rounds`` times each: workload -> (name, default s, tuned s), the
-    medians over the rounds; ``None`` off Linux or when the whole run is tuned."""
+    fastest of the rounds (the others met other work on the machine); ``None`` off Linux
+    or when the whole run is tuned."""
     if args.tuned_malloc or platform.system() != "Linux":
         return None
     command = [sys.executable, str(Path(__file__).resolve()), "--ours-alone", "--repeats", str(args.repeats),
@@ -831,8 +832,7 @@ def allocator_comparison(args, rounds=3):
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             times[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
     return {
-        group: (name, float(np.median([run[group][1] for run in times["default"]])),
-                float(np.median([run[group][1] for run in times["tuned"]])))
+        group: (name, min(run[group][1] for run in times["default"]), min(run[group][1] for run in times["tuned"]))
         for group, (name, _) in times["default"][0].items()
     }
 
@@ -862,10 +862,9 @@ def write_results(path, command, header, notes, results, labels, libraries, swee
         "## Machine and settings",
         "",
         *[f"- {line}" for line in header],
-        f"- medians of up to {args.repeats} interleaved repeats of every method of a workload "
-        f"(fewer, at least {MIN_REPEATS}, when one round of calls would exceed the {args.budget:g} s budget "
-        "per workload: "
-        "see the repeats column); every result checked against jacobian_np's "
+        f"- medians of up to {args.repeats} interleaved repeats of each method paired with jacobian_np's first "
+        f"(fewer, at least {MIN_REPEATS}, when the pairs' rounds of calls would exceed the {args.budget:g} s "
+        "budget per workload: see the repeats column); every result checked against jacobian_np's "
         f"(`assert_allclose`, rtol {RTOL:g}) before timing",
         "- float64 everywhere; the same weights (built by jacobian_np with a fixed seed) in every library; "
         "inputs converted to each library's arrays before timing and results left in them "
@@ -917,9 +916,10 @@ def write_results(path, command, header, notes, results, labels, libraries, swee
             "## Allocator",
             "",
             "The tables above use the C library's allocator as it comes. Here jacobian_np's headline method of "
-            "each workload is timed alone in fresh processes, three with that allocator and three with glibc's "
-            "heap trimming off (`MALLOC_TRIM_THRESHOLD_` and `MALLOC_MMAP_THRESHOLD_` at 1 GiB, as earlier "
-            "versions of these benchmarks ran, `--tuned-malloc`), alternately; medians over the processes:",
+            "each workload is timed alone (medians of interleaved repeats) in fresh processes, four with that "
+            "allocator and four with glibc's heap trimming off (`MALLOC_TRIM_THRESHOLD_` and "
+            "`MALLOC_MMAP_THRESHOLD_` at 1 GiB, as earlier versions of these benchmarks ran, `--tuned-malloc`), "
+            "alternately; the fastest process of each kind (on a shared machine the others met other work):",
             "",
             *allocator_lines(allocator, markdown=True),
             "",

@@ -332,6 +332,7 @@ class Plan:
         self.with_value, self.chunk = with_value, chunk
         self.widths, self.value_dtypes, self.dtype = probe
         self.rows = self.widths[-1] if self.reverse else self.widths[0]
+        self._point = threading.local()  # one sample's program: a few values, kept by the plan
 
     def _program(self, c: int) -> "_Program":
         return _per_thread(self, c, lambda: _Program(self, c))
@@ -341,7 +342,10 @@ class Plan:
         if x.ndim == 1:  # one point: the shortest path
             J = np.empty((d_out, d_in), dtype=self.dtype)
             y = np.empty(d_out, dtype=self.value_dtypes[-1]) if self.with_value else None
-            self._program(1)(x[None], J[None], None if y is None else y[None])
+            program = self._point.__dict__.get("program")
+            if program is None:
+                program = self._point.program = _Program(self, 1)
+            program(x[None], J[None], None if y is None else y[None])
             return y, J
         n = len(x)
         J = np.empty((n, d_out, d_in), dtype=self.dtype)
