@@ -31,6 +31,13 @@ from .layer import Elementwise, Layer
 class ReLU(Elementwise):
     """Rectified linear unit, ``f(x) = max(x, 0)``.
 
+    See Also
+    --------
+    LeakyReLU : a slope ``alpha`` instead of 0 for ``x <= 0``, so the derivative is nonzero there.
+    ELU, GELU, SiLU : curved alternatives, with nonzero second derivatives.
+    Softplus : a smooth ReLU, ``log(1 + exp(x))``.
+    ZeroCurvatureWarning : why a ReLU network's Hessian and Laplacian are zero.
+
     Notes
     -----
     ``f'(x) = 1`` for ``x > 0`` and ``0`` for ``x <= 0``: the derivative at the kink
@@ -69,6 +76,13 @@ class ReLU(Elementwise):
 
 class Sigmoid(Elementwise):
     """Logistic sigmoid, ``f(x) = 1 / (1 + exp(-x))``.
+
+    See Also
+    --------
+    Tanh : the same curve centred at 0, ``tanh(x) = 2 s(2 x) - 1``.
+    SiLU : the sigmoid as a gate, ``x * s(x)``.
+    Softplus : its antiderivative: ``softplus' = s``.
+    Softmax : the generalisation to several classes, ``softmax([x, 0])[0] = s(x)``.
 
     Notes
     -----
@@ -123,6 +137,12 @@ class Sigmoid(Elementwise):
 
 class Tanh(Elementwise):
     """Hyperbolic tangent, ``f(x) = tanh(x)``.
+
+    See Also
+    --------
+    Sigmoid : the same curve on ``(0, 1)``, ``s(x) = (1 + tanh(x / 2)) / 2``.
+    Sin : a periodic smooth activation (SIREN).
+    Elementwise : the base class; an activation like this one supplies ``f``, ``f'``, ``f''``.
 
     Notes
     -----
@@ -190,6 +210,13 @@ class Tanh(Elementwise):
 
 class Softmax(Layer):
     """Softmax over the last axis, ``y_j = exp(x_j) / sum_k exp(x_k)``.
+
+    See Also
+    --------
+    LogSoftmax : its logarithm, finite where the softmax underflows to 0.
+    Sigmoid : the two-class case, ``softmax([x, 0])[0] = s(x)``.
+    Layer : the protocol it implements directly: every output depends on every input,
+        so it is not :class:`Elementwise`.
 
     Notes
     -----
@@ -280,6 +307,11 @@ class Softmax(Layer):
 
 class LogSoftmax(Layer):
     """Logarithm of the softmax over the last axis, ``y_j = x_j - log(sum_k exp(x_k))``.
+
+    See Also
+    --------
+    Softmax : its exponential, ``exp(y)``, which is also the cache.
+    Layer : the protocol it implements directly, as its Jacobian is not diagonal.
 
     Notes
     -----
@@ -401,6 +433,12 @@ class Identity(Elementwise):
 
     Useful as a placeholder (a network with no hidden activation) and in tests.
 
+    See Also
+    --------
+    LeakyReLU : ``alpha = 1`` gives the identity too, ``alpha = 0`` the ReLU.
+    Affine : affine layers joined by an identity compose to a single affine map.
+    Elementwise : the base class, for writing other activations.
+
     Notes
     -----
     ``f'(x) = 1`` and ``f''(x) = 0``.  ``forward`` returns a copy of ``x``, never
@@ -437,6 +475,12 @@ class Identity(Elementwise):
 
 class Softplus(Elementwise):
     """Softplus, ``f(x) = log(1 + exp(x))``, a smooth ReLU.
+
+    See Also
+    --------
+    ReLU : the piecewise-linear function it smooths, ``max(x, 0)``.
+    Sigmoid : its derivative, ``f' = s``.
+    ELU, GELU, SiLU : other curved variants of the ReLU.
 
     Notes
     -----
@@ -497,6 +541,13 @@ class LeakyReLU(Elementwise):
         If ``alpha`` is not a real number (booleans are refused too).
     ValueError
         If ``alpha`` is NaN or infinite.
+
+    See Also
+    --------
+    ReLU : the case ``alpha = 0``.
+    Identity : the case ``alpha = 1``.
+    ELU : a smooth negative part that saturates at ``-alpha`` instead.
+    ZeroCurvatureWarning : its second derivatives are zero, like every piecewise-linear layer's.
 
     Notes
     -----
@@ -559,6 +610,11 @@ class ELU(Elementwise):
         If ``alpha`` is not a real number (booleans are refused too).
     ValueError
         If ``alpha`` is NaN or infinite.
+
+    See Also
+    --------
+    ReLU, LeakyReLU : piecewise linear, with ``f'' = 0``.
+    Softplus, GELU, SiLU : smooth everywhere, where ELU's ``f''`` jumps at 0.
 
     Notes
     -----
@@ -638,6 +694,12 @@ class GELU(Elementwise):
     ``Phi`` is the standard normal distribution function and ``phi`` its density:
     ``Phi(x) = erfc(-x / sqrt(2)) / 2`` and ``phi(x) = exp(-x**2 / 2) / sqrt(2 pi)``.
 
+    See Also
+    --------
+    SiLU : the sigmoid gate instead of ``Phi``; GELU is close to ``x * s(1.702 x)``.
+    ReLU : the limit it approaches for large ``|x|``.
+    ELU, Softplus : other curved variants of the ReLU.
+
     Notes
     -----
     ``f'(x) = Phi(x) + x phi(x)`` and ``f''(x) = 2 phi(x) + x phi'(x) = phi(x) (2 - x**2)``,
@@ -703,6 +765,12 @@ class GELU(Elementwise):
 
 class SiLU(Elementwise):
     """Sigmoid linear unit (swish), ``f(x) = x * s(x)`` with the logistic ``s(x) = 1 / (1 + exp(-x))``.
+
+    See Also
+    --------
+    Sigmoid : the gate ``s(x)``, whose derivatives this layer's are built from.
+    GELU : the Gaussian gate ``Phi(x)`` instead of ``s(x)``.
+    ReLU : the limit it approaches for large ``|x|``.
 
     Notes
     -----
@@ -787,6 +855,13 @@ class SiLU(Elementwise):
 
 class Sin(Elementwise):
     """Sine, ``f(x) = sin(x)``, as in sinusoidal representation networks (SIREN).
+
+    See Also
+    --------
+    Affine : SIREN's ``sin(omega_0 (x W + b))`` is this layer after
+        ``Affine(omega_0 * W, omega_0 * b)``.
+    Tanh : the other common smooth activation for networks differentiated twice.
+    Network.laplacian : second derivatives, nonzero through ``f'' = -sin(x)``.
 
     Notes
     -----

@@ -35,6 +35,14 @@ class Affine(Layer):
     TypeError
         If ``W`` or ``b`` is not a real numeric array.
 
+    See Also
+    --------
+    Network : chains affine layers and activations into a model.
+    LayerNorm : normalises the features between dense layers.
+    from_torch, from_sklearn : import ``torch.nn.Linear`` as ``Affine(weight.T, bias)``
+        and scikit-learn's ``coefs_`` and ``intercepts_`` as affine layers.
+    Layer : the protocol it implements; its Jacobian ``W.T`` is the same at every input.
+
     Notes
     -----
     The Jacobian of one sample is ``dy/dx = W.T``, of shape ``(d_out, d_in)``,

@@ -80,17 +80,6 @@ def test_api_reference_lists_every_public_name():
     assert not sorted(public - listed), "add these to an autosummary table in docs/api.md"
 
 
-#: Public names without a "See Also" section yet, each defined in layer.py,
-#: activations.py or affine.py: those files are being refactored on other
-#: branches, so their sections are added after that merge.  Each entry is a
-#: strict xfail: once a name has its section the test fails until the name is
-#: removed here.  Nothing from any other module belongs in this list.
-SEE_ALSO_PENDING = {
-    "Affine", "ELU", "GELU", "Identity", "LeakyReLU", "LogSoftmax",
-    "ReLU", "SiLU", "Sigmoid", "Sin", "Softmax", "Softplus", "Tanh",
-}
-PENDING_MODULES = {"jacobian_np.layer", "jacobian_np.activations", "jacobian_np.affine"}
-
 #: where the public methods of Network are defined (network.py and its pass
 #: modules); the layer-protocol methods it inherits (backward, pull, ...) are
 #: documented on Layer
@@ -126,19 +115,6 @@ def _documented_api():
     return api
 
 
-def _see_also_cases():
-    for name, obj in sorted(_documented_api().items()):
-        pending = name in SEE_ALSO_PENDING
-        marks = [pytest.mark.xfail(strict=True, reason="After the refactor merge; then remove it from SEE_ALSO_PENDING.")]
-        yield pytest.param(obj, id=name, marks=marks if pending else [])
-
-
-def test_see_also_exclusions_are_only_the_files_being_refactored():
-    api = _documented_api()
-    for name in SEE_ALSO_PENDING:
-        assert api[name].__module__ in PENDING_MODULES, name
-
-
 def test_network_methods_are_all_covered():
     expected = {
         "forward", "forward_backward", "jacobian", "mode_costs", "jvp", "vjp", "divergence", "hessian",
@@ -149,7 +125,7 @@ def test_network_methods_are_all_covered():
     assert expected <= {name.removeprefix("Network.") for name in _network_methods()}
 
 
-@pytest.mark.parametrize("obj", list(_see_also_cases()))
+@pytest.mark.parametrize("obj", [pytest.param(obj, id=name) for name, obj in sorted(_documented_api().items())])
 def test_public_api_has_see_also(obj):
     """Every public name points to its neighbours, in numpydoc's section order."""
     doc = inspect.getdoc(obj) or ""
