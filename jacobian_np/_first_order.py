@@ -365,7 +365,7 @@ class FirstOrderMethods:
     ) -> tuple[Optional[Array], Array]:
         """Validate the arguments; then the Jacobian, and ``y`` if ``with_value``, in chunks."""
         x = as_input(x, self.d_in, "Network")
-        mode = self._resolve_mode(mode)
+        mode = self._auto_mode if mode == "auto" else self._resolve_mode(mode)
         rows = x.shape[-1] if mode == "forward" else self.d_out or x.shape[-1]  # carried per sample
         # an execution plan when one applies (see _plans), else the generic passes
         plan = plan_for(self, "value_and_jacobian" if with_value else "jacobian", mode, x, chunk_size, rows)

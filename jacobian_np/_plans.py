@@ -39,6 +39,10 @@ What a plan does
   ``(c, rows, width)`` layout), and an affine layer is one matrix product
   ``W @ block`` per chunk.  The last matrix product of the pass writes
   ``(c, rows, width)`` directly into the result, a matrix product per row.
+- One sample (``x`` of shape ``(d_in,)``): the pass is written out as straight-line
+  Python over 1-D values, as a hand-written function would be, and compiled once
+  (:class:`_Point`): on small networks the overhead of each NumPy call and each
+  interpreted line is the whole cost.
 - The symbolic blocks of the generic passes (:mod:`jacobian_np._blocks`) are
   resolved when the plan is built: the seed at the end of the pass becomes the
   weights of its first affine layer, or a diagonal, without an identity product.
@@ -141,6 +145,7 @@ class _PlanCache:
         self.probes: dict = {}
         self.lock = threading.Lock()
         self.hits = self.misses = 0
+        self.last: tuple = (None, None)  # (key, plan) of the latest lookup, the common case
 
 
 def plan_for(
@@ -155,27 +160,30 @@ def plan_for(
     if chunk_size is not None:
         chunk_size = positive_int(chunk_size, "Network", "chunk_size")
     key = (quantity, mode, x.shape, x.dtype, chunk_size, get_memory_budget() if x.ndim > 1 else None)
+    return _cached(network, key, _build_plan, network, quantity, mode, x, chunk_size, rows)
 
-    def build(cache: _PlanCache) -> Optional[Plan]:
-        steps = ("pull",) if mode == "reverse" else ("push",)
-        # reverse mode: the longest run of fusable layers from the input; the rest, if any,
-        # seeds the pass with its own generic steps
-        k = len(network.layers)
-        if mode == "reverse":
-            k = next((i for i, layer in enumerate(network.layers) if _fusable_layers([layer], steps) is None), k)
-        layers, suffix = _planned_layers(network, network.layers[:k], steps), list(network.layers[k:])
-        if layers is None:
+
+def _build_plan(
+    cache: _PlanCache, network: Any, quantity: str, mode: str, x: Array, chunk_size: Optional[int], rows: int
+) -> Optional["Plan"]:
+    """The :class:`Plan` of :func:`plan_for`, or ``None`` if none applies."""
+    steps = ("pull",) if mode == "reverse" else ("push",)
+    # reverse mode: the longest run of fusable layers from the input; the rest, if any,
+    # seeds the pass with its own generic steps
+    k = len(network.layers)
+    if mode == "reverse":
+        k = next((i for i, layer in enumerate(network.layers) if _fusable_layers([layer], steps) is None), k)
+    layers, suffix = _planned_layers(network, network.layers[:k], steps), list(network.layers[k:])
+    if layers is None:
+        return None
+    probe = cache.probes.get((x.dtype, k))
+    if probe is None:
+        try:
+            probe = cache.probes[x.dtype, k] = _probe(layers, suffix, x)
+        except Exception:  # noqa: BLE001 - a layer's error: the generic passes report it on the real input
             return None
-        probe = cache.probes.get((x.dtype, k))
-        if probe is None:
-            try:
-                probe = cache.probes[x.dtype, k] = _probe(layers, suffix, x)
-            except Exception:  # noqa: BLE001 - a layer's error: the generic passes report it on the real input
-                return None
-        chunk = 1 if x.ndim == 1 else chunk_length(network._per_sample_bytes(x, rows), chunk_size, "Network")
-        return Plan(layers, suffix, mode, quantity == "value_and_jacobian", probe, chunk)
-
-    return _cached(network, key, build)
+    chunk = 1 if x.ndim == 1 else chunk_length(network._per_sample_bytes(x, rows), chunk_size, "Network")
+    return Plan(layers, suffix, mode, quantity == "value_and_jacobian", probe, chunk)
 
 
 def training_plan_for(network: Any, x: Array) -> Optional["TrainingPlan"]:
@@ -229,11 +237,15 @@ def _planned_layers(network: Any, layers: Any, steps: tuple[str, ...]) -> Option
     return fusable
 
 
-def _cached(network: Any, key: tuple, build: Callable[[_PlanCache], Any]) -> Any:
-    """The plan cached on ``network`` under ``key``, or ``build(cache)``'s, cached."""
+def _cached(network: Any, key: tuple, build: Callable[..., Any], *args: Any) -> Any:
+    """The plan cached on ``network`` under ``key``, or ``build(cache, *args)``'s, cached."""
     cache = network.__dict__.get("_plan_cache")
     if cache is None:
         cache = network.__dict__.setdefault("_plan_cache", _PlanCache())
+    last = cache.last  # the most recently used: already last in the order, nothing to move
+    if last[0] == key:
+        cache.hits += 1
+        return last[1]
     plan = cache.plans.get(key, _MISSING)  # no lock: each OrderedDict operation is atomic
     if plan is not _MISSING:
         try:
@@ -241,15 +253,17 @@ def _cached(network: Any, key: tuple, build: Callable[[_PlanCache], Any]) -> Any
         except KeyError:  # dropped by another thread meanwhile
             pass
         cache.hits += 1
+        cache.last = key, plan
         return plan
     with cache.lock:
         cache.misses += 1
-    plan = build(cache)
+    plan = build(cache, *args)
     with cache.lock:
         cache.plans[key] = plan
         cache.plans.move_to_end(key)
         while len(cache.plans) > MAX_PLANS:
             cache.plans.popitem(last=False)
+        cache.last = key, plan
     return plan
 
 
@@ -332,21 +346,18 @@ class Plan:
         self.with_value, self.chunk = with_value, chunk
         self.widths, self.value_dtypes, self.dtype = probe
         self.rows = self.widths[-1] if self.reverse else self.widths[0]
-        self._point = threading.local()  # one sample's program: a few values, kept by the plan
+        self._point: Optional[Callable] = None  # built on the first call with one sample
 
     def _program(self, c: int) -> "_Program":
         return _per_thread(self, c, lambda: _Program(self, c))
 
     def __call__(self, x: Array) -> tuple[Optional[Array], Array]:
-        d_in, d_out = self.widths[0], self.widths[-1]
         if x.ndim == 1:  # one point: the shortest path
-            J = np.empty((d_out, d_in), dtype=self.dtype)
-            y = np.empty(d_out, dtype=self.value_dtypes[-1]) if self.with_value else None
-            program = self._point.__dict__.get("program")
-            if program is None:
-                program = self._point.program = _Program(self, 1)
-            program(x[None], J[None], None if y is None else y[None])
-            return y, J
+            point = self._point
+            if point is None:
+                point = self._point = _Point(self).run
+            return point(x)
+        d_in, d_out = self.widths[0], self.widths[-1]
         n = len(x)
         J = np.empty((n, d_out, d_in), dtype=self.dtype)
         y = np.empty((n, d_out), dtype=self.value_dtypes[-1]) if self.with_value else None
@@ -358,6 +369,93 @@ class Plan:
             else:
                 program(x[start:stop], J[start:stop], None if y is None else y[start:stop])
         return y, J
+
+
+class _Point:
+    """A plan's pass for one sample, on 1-D values: the shortest path, as straight-line code.
+
+    Nothing to chunk, transpose or keep: every array holds a few numbers, so each
+    NumPy call costs its overhead only, and so does each line of Python around it.
+    The pass is therefore written out once, when the plan first sees one sample, as
+    the function a user would write by hand for this network (:attr:`source`), and
+    compiled: no loop over layers, no branch on their kinds, the symbolic seed
+    resolved while writing it.  The weights are read from the layers at every call;
+    every array is allocated by the call, so the result is the caller's and threads
+    share nothing.
+
+    The values are ``(width,)``.  The block ``B`` of the derivative pass is
+    ``(rows, width)``: ``dy / dv`` in reverse mode (``rows = d_out``), ``dv / dx``
+    in forward mode (``rows = d_in``; ``J = B^T``).  An elementwise layer scales
+    its columns by ``f'``; an affine layer multiplies it by ``W^T`` (reverse) or
+    ``W`` (forward).  It starts as the identity, kept symbolic with a pending
+    diagonal until the first affine layer (``d[:, None] * M``).
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        layers, reverse = plan.layers, plan.reverse
+        names: dict[str, Any] = {"dot": np.dot, "copy": _owned_copy, "suffix_values": _suffix_values,
+                                 "suffix_seed": _suffix_seed, "suffix": plan.suffix}
+        lines = ["def point(x):", "    v = x"]
+        elementwise = [i for i, layer in enumerate(layers) if not isinstance(layer, Affine)]
+        stop = len(layers) if plan.with_value or plan.suffix else (elementwise[-1] + 1 if elementwise else 0)
+        for i, layer in enumerate(layers[:stop]):  # the values, and f' of each elementwise layer
+            names[f"L{i}"] = layer
+            if isinstance(layer, Affine):  # dot returns a new array: the bias goes in place
+                lines += [f"    v = dot(v, L{i}.W)", f"    if L{i}.b is not None:", f"        v += L{i}.b"]
+            elif _is_plain(layer):  # Elementwise's own forward and diagonal: f(x), then f'(x, f(x))
+                names[f"f{i}"], names[f"g{i}"] = layer.f, layer.fprime
+                lines += [f"    z = v", f"    v = f{i}(z)", f"    d{i} = g{i}(z, v)"]
+            else:
+                names[f"f{i}"], names[f"g{i}"] = layer.forward_with_cache, layer.diagonal
+                lines += [f"    v, cache = f{i}(v)", f"    d{i} = g{i}(cache)"]
+        # the derivative pass: the block is "I" (identity), "diag" (pending diagonal only) or
+        # "B" (in B, owned by the call or not)
+        state, owned, product = "I", False, False  # product: whether B is dot's (C order, new)
+        if plan.suffix:  # reverse mode from the Jacobian of the layers after the plan's
+            lines += ["    v, caches = suffix_values(suffix, v)", "    B = suffix_seed(suffix, v, caches)"]
+            state = "B"
+        for i in range(len(layers) - 1, -1, -1) if reverse else range(len(layers)):
+            layer = layers[i]
+            names[f"L{i}"] = layer
+            if not isinstance(layer, Affine):
+                if state == "B":
+                    lines.append(f"    B *= d{i}" if owned else f"    B = B * d{i}")
+                    owned, product = True, product and owned
+                else:
+                    lines.append(f"    diagonal = d{i}" if state == "I" else f"    diagonal = diagonal * d{i}")
+                    state = "diag"
+                continue
+            M = f"L{i}.W.T" if reverse else f"L{i}.W"
+            if state == "I":
+                lines.append(f"    B = {M}")
+            elif state == "diag":
+                lines.append(f"    B = diagonal[:, None] * {M}")  # in M's memory order
+            else:
+                lines.append(f"    B = dot(B, {M})")
+            state, owned, product = "B", state != "I", state == "B"
+        if not reverse:  # J = B^T, the caller's in C order
+            J = "copy(B.T)"
+        elif product:  # dot's: new, in C order
+            J = "B"
+        else:  # a view of weights, or in their memory order
+            J = "B if B.flags.c_contiguous else copy(B)" if owned else "copy(B)"
+        y = "v" if plan.with_value else "None"
+        lines.append(f"    return {y}, {J}")
+        self.source = "\n".join(lines) + "\n"
+        exec(compile(self.source, "<jacobian_np one-sample plan>", "exec"), names)
+        # x -> (y or None, J); the same operations as the generic passes, so the same dtypes
+        self.run: Callable[[Array], tuple[Optional[Array], Array]] = names["point"]
+
+
+def _owned_copy(a: Array) -> Array:
+    return np.array(a, order="C")
+
+
+def _is_plain(layer: Elementwise) -> bool:
+    """Whether the layer's ``forward_with_cache``, ``forward`` and ``diagonal`` are
+    ``Elementwise``'s own: ``f(x)``, cached with ``x``, and ``fprime(x, f(x))``."""
+    cls = type(layer)
+    return all(getattr(cls, name) is getattr(Elementwise, name) for name in ("forward_with_cache", "forward", "diagonal"))
 
 
 class _Buffers(tuple):

@@ -89,12 +89,13 @@ def test_plans_give_the_results_of_the_generic_passes(make, mode, rng, plans_off
 def test_plans_on_random_architectures(seed, plans_off):
     rng = np.random.default_rng(seed)
     net = random_network(rng)
-    X = rng.normal(size=(7, net.d_in))
-    for mode in ("forward", "reverse"):
-        want_y, want_J = plans_off(lambda: net.forward_backward(X, mode=mode))
-        y, J = net.forward_backward(X, mode=mode)
-        assert_same(y, want_y)
-        assert_same(J, want_J)
+    for X in (rng.normal(size=(7, net.d_in)), rng.normal(size=net.d_in)):  # a batch, and one point
+        for mode in ("forward", "reverse"):
+            want_y, want_J = plans_off(lambda: net.forward_backward(X, mode=mode))
+            y, J = net.forward_backward(X, mode=mode)
+            assert_same(y, want_y)
+            assert_same(J, want_J)
+            assert J.flags.c_contiguous and not any(np.shares_memory(J, p) for p in net.params)
 
 
 def test_plans_go_through_the_chunks_of_the_memory_budget(rng, plans_off):
