@@ -812,34 +812,49 @@ class SecondOrderPlan:
     def __call__(self, x: Array, T: Array) -> Array:
         X = x[None] if x.ndim == 1 else x
         c, K, P, L = len(X), self.K, self.P, len(self.layers)
+        if not self.stop:  # an affine network has zero second tangents, in x's dtype as from the generic pass
+            result = np.zeros((c, P, self.widths[-1]), dtype=X.dtype)
+            return result[0] if x.ndim == 1 else result
         stacks = self._stacks(c)
-        V = stacks[0]
-        V[0] = X.T
-        V[1 : 1 + K] = np.broadcast_to(T, X.shape[:-1] + T.shape[-2:]).transpose(1, 2, 0)
-        V[1 + K :] = 0
-        for i, layer in enumerate(self.layers[: self.stop]):
-            V, out = stacks[i], stacks[i + 1]
+        T = np.broadcast_to(T, X.shape[:-1] + T.shape[-2:]) if T.ndim > 2 else T
+        start = isinstance(self.layers[0], Affine)
+        if start:  # the first affine layer reads x and T where they are
+            _enter(self.layers[0], X, T, stacks[1], K)
+        else:
+            V = stacks[0]
+            V[0] = X.T
+            V[1 : 1 + K] = np.broadcast_to(T, X.shape[:-1] + T.shape[-2:]).transpose(1, 2, 0)
+        # the second tangents are zero up to the first elementwise layer: not computed there
+        curved = False
+        for i in range(start, self.stop):
+            layer, V, out = self.layers[i], stacks[i], stacks[i + 1]
             if isinstance(layer, Affine):
-                np.matmul(layer.W.T, V, out=out)
+                live = slice(None) if curved else slice(0, 1 + K)
+                np.matmul(layer.W.T, V[live], out=out[live])
                 if layer.b is not None:
                     out[0] += layer.b[:, None]
-            else:  # Elementwise.push_second, on (c, width) views of the values
-                value, cache = layer.forward_with_cache(V[0].T)
-                first, second = (f.T for f in layer.fprimes(*cache))
-                tangents = V[1 : 1 + K]
-                bend = np.square(tangents, out=out[1 : 1 + K])  # u * v for the pairs (k, k)
-                if self.collapse and K > 1:
-                    bend = bend.sum(axis=0, keepdims=True)
+                continue
+            # Elementwise.push_second, on (c, width) views of the values
+            value, cache = layer.forward_with_cache(V[0].T)
+            first, second = (f.T for f in layer.fprimes(*cache))
+            tangents = V[1 : 1 + K]
+            bend = np.square(tangents, out=out[1 : 1 + K])  # u * v for the pairs (k, k)
+            if self.collapse and K > 1:
+                bend = bend.sum(axis=0, keepdims=True)
+            if curved:
                 bend *= second
                 np.multiply(V[1 + K :], first, out=out[1 + K :])
                 out[1 + K :] += bend
+            else:
+                np.multiply(bend, second, out=out[1 + K :])
+                curved = True
+            if i < self.stop - 1:  # after the last elementwise layer only second tangents go on
                 np.multiply(tangents, first, out=out[1 : 1 + K])
                 out[0] = value.T
         S = stacks[self.stop][1 + K :]  # (P, width, c): on through the affine layers after
         for layer in self.layers[self.stop : L - 1]:
             S = np.matmul(layer.W.T, S)
-        # an affine network has zero second tangents, in x's dtype as from the generic pass
-        result = np.empty((c, P, self.widths[-1]), dtype=self.dtypes[-1] if self.stop else X.dtype)
+        result = np.empty((c, P, self.widths[-1]), dtype=self.dtypes[-1])
         if self.stop < L:  # the last layer is affine: it writes the result, a product per row
             np.matmul(S.transpose(0, 2, 1), self.layers[-1].W, out=result.transpose(1, 0, 2))
         else:
@@ -852,3 +867,22 @@ class SecondOrderPlan:
         return _per_thread(self, c, lambda: _Buffers(
             np.empty((rows, width, c), dtype) for width, dtype in zip(self.widths, self.dtypes[: self.stop + 1])
         ))
+
+
+def _enter(layer: Affine, X: Array, T: Array, out: Array, K: int) -> None:
+    """The values and first tangents after the first layer, affine, of a second-order plan:
+    ``out[0] = W^T x + b`` and ``out[1 + k] = W^T T_k`` from ``X (c, d_in)`` and ``T``,
+    ``(K, d_in)`` for every sample or ``(c, K, d_in)``, without a seed stack."""
+    W = layer.W
+    if W.shape[0] == 1:  # one input: outer products (numpy's matmul takes a slow loop there)
+        np.multiply(W.T, X.T, out=out[0])
+    else:
+        np.matmul(W.T, X.T, out=out[0])
+    if layer.b is not None:
+        out[0] += layer.b[:, None]
+    if T.ndim == 2:  # the same directions for every sample: K rows, broadcast
+        np.copyto(out[1 : 1 + K], np.matmul(T, W)[:, :, None])
+    elif W.shape[0] == 1:
+        np.multiply(W.T, T.transpose(1, 2, 0), out=out[1 : 1 + K])
+    else:
+        np.matmul(W.T, T.transpose(1, 2, 0), out=out[1 : 1 + K])
