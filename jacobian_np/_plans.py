@@ -866,15 +866,27 @@ class SecondOrderPlan:
         before a first affine layer, the inputs ``(d_in + 1, c)`` with a last row of ones."""
         rows = 1 + self.K + self.P
 
-        def build() -> _Buffers:
+        def build() -> _Stacks:
             stacks = [
                 np.empty((rows, width, c), dtype) for width, dtype in zip(self.widths, self.dtypes[: self.stop + 1])
             ]
             if isinstance(self.layers[0], Affine):
                 stacks[0] = np.ones((self.widths[0] + 1, c), self.dtypes[0])
-            return _Buffers(stacks)
+            for i in range(2, len(stacks)):  # layer i - 1 reads stacks[i - 1] and writes stacks[i]:
+                earlier = stacks[i - 2]  # two buffers in turn, which stay in the cache
+                if earlier.shape == stacks[i].shape and earlier.dtype == stacks[i].dtype:
+                    stacks[i] = earlier
+            return _Stacks(stacks)
 
         return _per_thread(self, c, build)
+
+
+class _Stacks(_Buffers):
+    """A second-order plan's stacks, some of them the same array: counted once each."""
+
+    @property
+    def nbytes(self) -> int:
+        return sum({id(a): a.nbytes for a in self}.values())
 
 
 def _enter(layer: Affine, X: Array, T: Array, inputs: Array, out: Array, K: int) -> None:

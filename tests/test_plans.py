@@ -382,8 +382,8 @@ def test_shared_parameters_run_the_generic_training_pass(rng):
 
 
 SMOOTH = {name: make for name, make in NETWORKS.items() if name not in ("activations around",)}  # ReLU, ELU: kinks
-SMOOTH["activation first"] = lambda rng: jn.Network(  # the plan seeds a stack instead of entering by an affine layer
-    [jn.Tanh(), jn.Affine(rng.normal(size=(3, 4)), rng.normal(size=4)), jn.Sigmoid(), jn.Affine(rng.normal(size=(4, 2)))]
+SMOOTH["activation first"] = lambda rng: jn.Network(  # a seed stack, not entered by an affine layer, then reused
+    [jn.Tanh(), jn.Affine(rng.normal(size=(3, 3)), rng.normal(size=3)), jn.Sigmoid(), jn.Affine(rng.normal(size=(3, 2)))]
 )
 
 
