@@ -781,10 +781,13 @@ class SecondOrderPlan:
     tangents and the ``P`` second tangents (``P = 1`` when collapsed into one row, else
     ``K``), each a contiguous ``(width, c)`` matrix with the samples along the fast axis.
     An affine layer is one call for all of them (``W^T @ stack``); an elementwise layer
-    scales contiguous matrices.  After the last elementwise layer only the second
-    tangents go on, and the last affine layer writes them as the result
-    ``(c, P, d_out)``.  The stacks are this thread's buffers; the result is allocated
-    per call.
+    scales contiguous matrices.  A first affine layer reads ``x`` and ``T`` with its bias
+    in the product (:func:`_enter`).  The second tangents are zero up to the first
+    elementwise layer and are not computed there; after the last one only they go on
+    (the values and first tangents are not formed), and the last affine layer writes
+    them as the result ``(c, P, d_out)``.  The stacks are this thread's buffers, two per
+    shape used in turn so that a layer writes into memory still in the cache; the
+    result is allocated per call.
     """
 
     def __init__(self, layers: list, x: Array, T: Array, collapse: bool) -> None:
