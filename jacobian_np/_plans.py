@@ -840,19 +840,26 @@ class SecondOrderPlan:
             # Elementwise.push_second, on (c, width) views of the values
             value, cache = layer.forward_with_cache(V[0].T)
             first, second = (f.T for f in layer.fprimes(*cache))
-            tangents = V[1 : 1 + K]
-            bend = np.square(tangents, out=out[1 : 1 + K])  # u * v for the pairs (k, k)
+            tangents, last = V[1 : 1 + K], i == self.stop - 1
+            # after the last elementwise layer only second tangents go on; V is not read after
+            # this layer, so the products u * v of the pairs (k, k) take the tangents' place
+            if curved:
+                if last:
+                    np.multiply(V[1 + K :], first, out=out[1 + K :])
+                else:  # the first and second tangents times f', in one call
+                    np.multiply(V[1:], first, out=out[1:])
+            elif not last:
+                np.multiply(tangents, first, out=out[1 : 1 + K])
+            bend = np.square(tangents, out=tangents)
             if self.collapse and K > 1:
                 bend = bend.sum(axis=0, keepdims=True)
             if curved:
                 bend *= second
-                np.multiply(V[1 + K :], first, out=out[1 + K :])
                 out[1 + K :] += bend
             else:
                 np.multiply(bend, second, out=out[1 + K :])
                 curved = True
-            if i < self.stop - 1:  # after the last elementwise layer only second tangents go on
-                np.multiply(tangents, first, out=out[1 : 1 + K])
+            if not last:
                 out[0] = value.T
         S = stacks[self.stop][1 + K :]  # (P, width, c): on through the affine layers after
         for layer in self.layers[self.stop : L - 1]:
