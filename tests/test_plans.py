@@ -383,6 +383,9 @@ def test_shared_parameters_run_the_generic_training_pass(rng):
 
 
 SMOOTH = {name: make for name, make in NETWORKS.items() if name not in ("activations around",)}  # ReLU, ELU: kinks
+SMOOTH["activation first"] = lambda rng: jn.Network(  # a seed stack, not entered by an affine layer, then reused
+    [jn.Tanh(), jn.Affine(rng.normal(size=(3, 3)), rng.normal(size=3)), jn.Sigmoid(), jn.Affine(rng.normal(size=(3, 2)))]
+)
 
 
 @pytest.mark.parametrize("make", SMOOTH.values(), ids=SMOOTH.keys())
