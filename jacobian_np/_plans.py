@@ -150,11 +150,13 @@ class _PlanCache:
 
 def plan_for(
     network: Any, quantity: str, mode: str, x: Array, chunk_size: Optional[int], rows: int
-) -> Optional["Plan"]:
+) -> Optional[Callable[[Array], tuple[Optional[Array], Array]]]:
     """The plan of ``network`` for ``quantity`` (``"jacobian"`` or ``"value_and_jacobian"``)
-    in ``mode`` on inputs shaped like ``x``, built on first use; ``None`` when plans are off
-    or do not apply (see the module).  Batches are cut into the chunks of the generic
-    passes: ``chunk_size``, or what the memory budget allows for ``rows`` rows per sample."""
+    in ``mode`` on inputs shaped like ``x``, built on first use: ``x -> (y or None, J)``, a
+    :class:`Plan` for a batch and a :class:`_Point`'s pass for one sample; ``None`` when
+    plans are off or do not apply (see the module).  Batches are cut into the chunks of the
+    generic passes: ``chunk_size``, or what the memory budget allows for ``rows`` rows per
+    sample."""
     if not _enabled:
         return None
     if chunk_size is not None:
@@ -165,7 +167,7 @@ def plan_for(
 
 def _build_plan(
     cache: _PlanCache, network: Any, quantity: str, mode: str, x: Array, chunk_size: Optional[int], rows: int
-) -> Optional["Plan"]:
+) -> Optional[Callable[[Array], tuple[Optional[Array], Array]]]:
     """The :class:`Plan` of :func:`plan_for`, or ``None`` if none applies."""
     steps = ("pull",) if mode == "reverse" else ("push",)
     # reverse mode: the longest run of fusable layers from the input; the rest, if any,
@@ -182,7 +184,9 @@ def _build_plan(
             probe = cache.probes[x.dtype, k] = _probe(layers, suffix, x)
         except Exception:  # noqa: BLE001 - a layer's error: the generic passes report it on the real input
             return None
-    chunk = 1 if x.ndim == 1 else chunk_length(network._per_sample_bytes(x, rows), chunk_size, "Network")
+    if x.ndim == 1:  # one sample: its straight-line pass itself, called without a detour
+        return _Point(Plan(layers, suffix, mode, quantity == "value_and_jacobian", probe, 1)).run
+    chunk = chunk_length(network._per_sample_bytes(x, rows), chunk_size, "Network")
     return Plan(layers, suffix, mode, quantity == "value_and_jacobian", probe, chunk)
 
 
@@ -335,10 +339,11 @@ def _fusable_layers(layers: Any, steps: tuple[str, ...]) -> Optional[list]:
 
 
 class Plan:
-    """The first-order pass of a chain of affine and elementwise layers, for one input shape.
+    """The first-order pass of a chain of affine and elementwise layers, for batches of one shape.
 
-    Calling it with an input of the shape it was built for returns ``(y, J)`` as
+    Calling it with a batch of the shape it was built for returns ``(y, J)`` as
     ``Network.forward_backward`` does (``y`` is ``None`` unless the value was asked for).
+    One sample runs the straight-line pass of :class:`_Point`, built from a plan.
     """
 
     def __init__(self, layers: list, suffix: list, mode: str, with_value: bool, probe: tuple, chunk: int) -> None:
@@ -346,17 +351,11 @@ class Plan:
         self.with_value, self.chunk = with_value, chunk
         self.widths, self.value_dtypes, self.dtype = probe
         self.rows = self.widths[-1] if self.reverse else self.widths[0]
-        self._point: Optional[Callable] = None  # built on the first call with one sample
 
     def _program(self, c: int) -> "_Program":
         return _per_thread(self, c, lambda: _Program(self, c))
 
     def __call__(self, x: Array) -> tuple[Optional[Array], Array]:
-        if x.ndim == 1:  # one point: the shortest path
-            point = self._point
-            if point is None:
-                point = self._point = _Point(self).run
-            return point(x)
         d_in, d_out = self.widths[0], self.widths[-1]
         n = len(x)
         J = np.empty((n, d_out, d_in), dtype=self.dtype)
