@@ -709,16 +709,21 @@ class TrainingPlan:
                 v, cache = layer.forward_with_cache(v)
                 self.dtypes.append(np.result_type(self.dtypes[-1], v, *layer.fprimes(*cache)))
         self.dtype = np.result_type(*self.dtypes)
+        self.direct = isinstance(layers[-1], Affine)  # J straight from the last product
 
     def __call__(self, x: Array) -> tuple[Array, Callable[[Array], list[Array]]]:
         X = x[None] if x.ndim == 1 else x
         n, K = len(X), X.shape[-1]
-        stacks = [np.empty((width, 1 + K, n), dtype) for width, dtype in zip(self.widths, self.dtypes)]
-        stacks[0][:, 0, :] = X.T
-        stacks[0][:, 1:, :] = np.eye(K, dtype=X.dtype)[:, :, None]
-        derivatives: list = [None] * len(self.layers)
-        for i, layer in enumerate(self.layers):
-            V, out = stacks[i], stacks[i + 1]
+        layers, direct = self.layers, self.direct
+        last = len(layers) - 1 if direct else len(layers)  # the stacks kept: the inputs of the layers
+        stacks = [np.empty((width, 1 + K, n), dtype) for width, dtype in zip(self.widths[: last + 1], self.dtypes)]
+        V = stacks[0]
+        V[:, 0, :] = X.T
+        V[:, 1:, :] = 0
+        V.reshape(K * (1 + K), n)[1 :: K + 2] = 1  # the identity seed: the rows (k, 1 + k)
+        derivatives: list = [None] * len(layers)
+        for i in range(last):
+            layer, V, out = layers[i], stacks[i], stacks[i + 1]
             if isinstance(layer, Affine):
                 np.dot(layer.W.T, V.reshape(len(V), -1), out=out.reshape(len(out), -1))
                 if layer.b is not None:
@@ -730,7 +735,10 @@ class TrainingPlan:
                 np.multiply(V[:, 1:, :], first[:, None, :], out=out[:, 1:, :])
                 derivatives[i] = first, second
         J = np.empty((n, self.widths[-1], K), dtype=self.dtypes[-1])
-        np.copyto(J, stacks[-1][:, 1:, :].transpose(2, 0, 1))
+        if direct:  # the last affine layer's tangents straight into J, a matrix product per row
+            np.matmul(stacks[-1][:, 1:, :].transpose(1, 2, 0), layers[-1].W, out=J.transpose(2, 0, 1))
+        else:
+            np.copyto(J, stacks[-1][:, 1:, :].transpose(2, 0, 1))
 
         def pullback(G: Array) -> list[Array]:
             return self._pullback(G[None] if x.ndim == 1 else G, stacks, derivatives)
@@ -749,6 +757,7 @@ class TrainingPlan:
         np.copyto(dV[:, 1:, :], G.transpose(1, 2, 0))
         grads: list[list[Array]] = []
         values_matter = False  # whether the value adjoints dz are nonzero yet
+        other = 1  # the buffer the next adjoints go to
         for i in range(len(self.layers) - 1, -1, -1):
             layer, V = self.layers[i], stacks[i]
             if isinstance(layer, Affine):
@@ -759,17 +768,23 @@ class TrainingPlan:
                 else:  # as the generic step: zeros of b's dtype while dz is zero
                     grads.append([dW, dV[:, 0, :].sum(axis=1) if values_matter else np.zeros_like(layer.b)])
                 if i > 0:
-                    other = buffers[1] if np.shares_memory(dV, buffers[0]) else buffers[0]
                     width = self.widths[i]
-                    dV = other[: width * (1 + K) * n].reshape(width, 1 + K, n)
+                    dV = buffers[other][: width * (1 + K) * n].reshape(width, 1 + K, n)
+                    other = 1 - other
                     np.dot(layer.W, flat, out=dV.reshape(width, -1))
             elif i > 0:  # Elementwise.pull_tangents: dz <- f' dz + f'' sum_k dT_k T_k, dT <- f' dT
                 first, second = derivatives[i]
-                bend = np.einsum("wkn,wkn->wn", dV[:, 1:, :], V[:, 1:, :])
-                bend *= second
-                dV *= first[:, None, :]
-                dV[:, 0, :] += bend
-                values_matter = True
+                if values_matter:
+                    bend = np.einsum("wkn,wkn->wn", dV[:, 1:, :], V[:, 1:, :])
+                    bend *= second
+                    dV *= first[:, None, :]
+                    dV[:, 0, :] += bend
+                else:  # dz is zero: dz <- f'' sum_k dT_k T_k, written in place
+                    dz = dV[:, 0, :]
+                    np.einsum("wkn,wkn->wn", dV[:, 1:, :], V[:, 1:, :], out=dz)
+                    dz *= second
+                    dV[:, 1:, :] *= first[:, None, :]
+                    values_matter = True
         return [g for layer_grads in reversed(grads) for g in layer_grads]
 
 
