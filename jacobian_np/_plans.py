@@ -688,8 +688,11 @@ class TrainingPlan:
     So an affine layer is one matrix product forward (``W^T V``), and in the pullback
     one for the gradient of ``W`` (``V dV^T``, the value part of ``param_grad`` and the
     tangent part of ``tangent_param_grad`` together) and one for the adjoints
-    (``W dV``).  The stacks of a call are allocated for it, since its pullback keeps
-    them; the pullback's own two buffers are per thread.
+    (``W dV``).  The bias rides in those products: the input stack of an affine layer
+    with a bias has one more row, ones on the values and zeros on the tangents, and
+    the weights ``[W; b]`` (a broadcast ``+ b`` cost a few microseconds on small
+    batches, as much as the product).  The stacks of a call are allocated for it,
+    since its pullback keeps them; the pullback's own two buffers are per thread.
     """
 
     def __init__(self, layers: list, x: Array) -> None:
@@ -710,24 +713,39 @@ class TrainingPlan:
                 self.dtypes.append(np.result_type(self.dtypes[-1], v, *layer.fprimes(*cache)))
         self.dtype = np.result_type(*self.dtypes)
         self.direct = isinstance(layers[-1], Affine)  # J straight from the last product
+        # which stacks carry the row of ones of a bias (not the last affine layer's: J
+        # does not depend on its bias), and that row: ones on the values, zeros on the tangents
+        self.folded = [False] * (len(layers) + 1)
+        for i, layer in enumerate(layers[: len(layers) - self.direct]):
+            self.folded[i] = isinstance(layer, Affine) and layer.b is not None
+        K = x.shape[-1]
+        self.ones = np.zeros((1 + K, 1 if x.ndim == 1 else len(x)), dtype=x.dtype)
+        self.ones[0] = 1
 
     def __call__(self, x: Array) -> tuple[Array, Callable[[Array], list[Array]]]:
         X = x[None] if x.ndim == 1 else x
         n, K = len(X), X.shape[-1]
-        layers, direct = self.layers, self.direct
+        layers, widths, folded, direct = self.layers, self.widths, self.folded, self.direct
         last = len(layers) - 1 if direct else len(layers)  # the stacks kept: the inputs of the layers
-        stacks = [np.empty((width, 1 + K, n), dtype) for width, dtype in zip(self.widths[: last + 1], self.dtypes)]
-        V = stacks[0]
+        stacks = [np.empty((widths[i] + folded[i], 1 + K, n), self.dtypes[i]) for i in range(last + 1)]
+        V = stacks[0][:K]
         V[:, 0, :] = X.T
         V[:, 1:, :] = 0
         V.reshape(K * (1 + K), n)[1 :: K + 2] = 1  # the identity seed: the rows (k, 1 + k)
         derivatives: list = [None] * len(layers)
         for i in range(last):
             layer, V, out = layers[i], stacks[i], stacks[i + 1]
+            if folded[i + 1]:
+                out = out[: widths[i + 1]]
             if isinstance(layer, Affine):
-                np.dot(layer.W.T, V.reshape(len(V), -1), out=out.reshape(len(out), -1))
-                if layer.b is not None:
-                    out[:, 0, :] += layer.b[:, None]
+                W = layer.W
+                if folded[i]:  # [W; b] against the stack and its row of ones
+                    V[-1] = self.ones
+                    Wb = np.empty((len(V), len(out)), dtype=W.dtype)
+                    Wb[:-1] = W
+                    Wb[-1] = layer.b
+                    W = Wb
+                np.dot(W.T, V.reshape(len(V), -1), out=out.reshape(len(out), -1))
             else:  # Elementwise.push_tangents, on (c, width) views of the stacks
                 value, cache = layer.forward_with_cache(V[:, 0, :].T)
                 first, second = (f.T for f in layer.fprimes(*cache))
@@ -763,7 +781,9 @@ class TrainingPlan:
             if isinstance(layer, Affine):
                 flat = dV.reshape(len(dV), -1)
                 dW = np.dot(V.reshape(len(V), -1), flat.T)
-                if layer.b is None:
+                if self.folded[i]:  # and the bias's gradient with it, from the row of ones
+                    grads.append([dW[:-1], dW[-1] if values_matter else np.zeros_like(layer.b)])
+                elif layer.b is None:
                     grads.append([dW])
                 else:  # as the generic step: zeros of b's dtype while dz is zero
                     grads.append([dW, dV[:, 0, :].sum(axis=1) if values_matter else np.zeros_like(layer.b)])
