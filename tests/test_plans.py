@@ -345,6 +345,23 @@ def test_a_pullback_keeps_its_own_state_and_the_current_weights(rng, plans_off):
     assert_same_grads(net.jacobian_param_grad(X1, G), want_param_grad)
 
 
+@pytest.mark.parametrize("plans", [True, False])
+def test_a_pullback_does_not_read_the_callers_x_later(plans, rng):
+    """jacobian_and_pullback copies x only where the pass would keep it (the generic one);
+    either way, writing into x after the call must not change what the pullback returns."""
+    net = mlp(rng, [2, 5, 5, 2], jn.Tanh)
+    X, G = rng.normal(size=(7, 2)), rng.normal(size=(7, 2, 2))
+    want = net.jacobian_param_grad(X, G)
+    previous = _plans.set_plans_enabled(plans)
+    try:
+        J, pullback = net.jacobian_and_pullback(X)
+        X[...] = 0
+        grads = pullback(G)
+    finally:
+        _plans.set_plans_enabled(previous)
+    assert_same_grads(grads, want)
+
+
 def test_training_from_several_threads(rng, plans_off):
     net = mlp(rng, [3, 8, 3], jn.Tanh)
     inputs = [(rng.normal(size=(64, 3)), rng.normal(size=(64, 3, 3))) for _ in range(4)]
