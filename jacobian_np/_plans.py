@@ -806,13 +806,15 @@ class TrainingPlan:
                     dV = np.matmul(layer.W, dV, out=dV_in)
             elif i > 0:  # Elementwise.pull_tangents: dz <- f' dz + f'' sum_k dT_k T_k, dT <- f' dT
                 first, second = derivatives[i]
+                # sum_k dT_k T_k: a product of whole blocks and a sum over them (the pullback took
+                # 10% longer with einsum)
                 if values_matter:
-                    bend = np.einsum("kwn,kwn->wn", dV[1:], V[1:])
+                    bend = np.add.reduce(np.multiply(dV[1:], V[1:]), axis=0)
                     bend *= second
                     dV *= first
                     dV[0] += bend
                 else:  # dz is zero: dz <- f'' sum_k dT_k T_k, written in place
-                    np.einsum("kwn,kwn->wn", dV[1:], V[1:], out=dV[0])
+                    np.add.reduce(np.multiply(dV[1:], V[1:]), axis=0, out=dV[0])
                     dV[0] *= second
                     dV[1:] *= first
                     values_matter = True
