@@ -696,7 +696,9 @@ class TrainingPlan:
     the values and zeros in the tangents, against the weights ``[W; b]`` (a broadcast
     ``+ b`` cost a few microseconds on small batches, as much as the product).  The
     stacks of a call are allocated for it, since its pullback keeps them; the
-    pullback's own two buffers are per thread.
+    pullback's own two buffers are per thread.  Large stacks (from ``_KEEP_BYTES``) are
+    reused: the thread's next call takes them back once no pullback holds them
+    (:class:`_KeptStacks`), and the pullback has a third buffer for its products.
     """
 
     def __init__(self, layers: list, x: Array) -> None:
@@ -729,15 +731,24 @@ class TrainingPlan:
         # (1 + K, width, d_out) terms are no larger than the stack (1 + K, width, n);
         # else (few samples, wide layers) as one product of the stacks made (width, (1 + K) n)
         self.batched_dW = [isinstance(layer, Affine) and layer.d_out <= n for layer in layers]
+        # keep the stacks for the next call when they are large (small ones the allocator
+        # gives cheaply, faster than looking them up)
+        kept = range(len(layers) + 1 - self.direct)
+        rows = [(self.widths[i] + self.folded[i]) * self.dtypes[i].itemsize for i in kept]
+        self.keep = (1 + K) * n * sum(rows) >= _KEEP_BYTES
 
     def __call__(self, x: Array) -> tuple[Array, Callable[[Array], list[Array]]]:
         X = x[None] if x.ndim == 1 else x
         n, K = len(X), X.shape[-1]
         layers, widths, folded, direct = self.layers, self.widths, self.folded, self.direct
         last = len(layers) - 1 if direct else len(layers)  # the stacks kept: the inputs of the layers
-        stacks = [np.empty((1 + K, widths[i] + folded[i], n), self.dtypes[i]) for i in range(1, last + 1)]
-        V = np.zeros((1 + K, widths[0] + folded[0], n), self.dtypes[0])  # zeros: cheaper than a fill
-        stacks.insert(0, V)
+        # large stacks: this thread's of the previous call if no pullback holds them any more
+        kept = _per_thread(self, "stacks", lambda: _KeptStacks(self._new_stacks(n, K, last))) if self.keep else None
+        if kept is not None and (kept.owner is None or kept.owner() is None):
+            stacks = kept.stacks  # the seed's zeros still there: nothing writes into V[1:] after it
+        else:
+            stacks = self._new_stacks(n, K, last)
+        V = stacks[0]
         V[0, :K] = X.T
         # the identity seed, V[1 + k, k] = 1: every (width + 1)-th row of the tangents
         # (a view: V[1:] is contiguous)
@@ -771,14 +782,23 @@ class TrainingPlan:
         def pullback(G: Array) -> list[Array]:
             return self._pullback(G[None] if x.ndim == 1 else G, stacks, derivatives)
 
+        if kept is not None and stacks is kept.stacks:
+            kept.owner = weakref.ref(pullback)
         return (J[0] if x.ndim == 1 else J), pullback
+
+    def _new_stacks(self, n: int, K: int, last: int) -> list:
+        """Stacks for the inputs of layers ``0`` to ``last``, the first zeros (cheaper than a fill)."""
+        shapes = [(1 + K, self.widths[i] + self.folded[i], n) for i in range(last + 1)]
+        return [np.zeros(shapes[0], self.dtypes[0])] + [np.empty(shapes[i], self.dtypes[i]) for i in range(1, last + 1)]
 
     def _pullback(self, G: Array, stacks: list, derivatives: list) -> list[Array]:
         """The parameter gradients of ``sum(G * J)``: Layer.pull_tangents through the stacks."""
         n, K = G.shape[0], G.shape[2]
         dtype = np.promote_types(G.dtype, self.dtype)
         size = max(self.widths) * (1 + K) * n
-        buffers = _per_thread(self, (n, dtype), lambda: _Buffers((np.empty(size, dtype), np.empty(size, dtype))))
+        # two for the adjoints, and on large batches (as the stacks are kept) one for products
+        count = 3 if self.keep else 2
+        buffers = _per_thread(self, (n, dtype), lambda: _Buffers([np.empty(size, dtype) for _ in range(count)]))
         width = self.widths[-1]
         dV = buffers[0][: (1 + K) * width * n].reshape(1 + K, width, n)
         dV[0] = 0  # the loss depends on the values only through the tangents
@@ -810,17 +830,38 @@ class TrainingPlan:
                 first, second = derivatives[i]
                 # sum_k dT_k T_k: a product of whole blocks and a sum over them (the pullback took
                 # 10% longer with einsum)
+                tangents = dV[1:]
+                scratch = buffers[2][: tangents.size].reshape(tangents.shape) if self.keep else None
+                products = np.multiply(tangents, V[1:], out=scratch)
                 if values_matter:
-                    bend = np.add.reduce(np.multiply(dV[1:], V[1:]), axis=0)
+                    bend = np.add.reduce(products, axis=0)
                     bend *= second
                     dV *= first
                     dV[0] += bend
                 else:  # dz is zero: dz <- f'' sum_k dT_k T_k, written in place
-                    np.add.reduce(np.multiply(dV[1:], V[1:]), axis=0, out=dV[0])
+                    np.add.reduce(products, axis=0, out=dV[0])
                     dV[0] *= second
                     dV[1:] *= first
                     values_matter = True
         return [g for layer_grads in reversed(grads) for g in layer_grads]
+
+
+#: Stacks of a training plan's call at least this large are kept for the next call of the thread
+#: (glibc serves blocks from 128 KiB up by mmap, each page faulted in anew on every call)
+_KEEP_BYTES = 256 * 1024
+
+
+class _KeptStacks:
+    """A training plan's stacks kept by a thread for its next call, which reuses them once the
+    pullback that holds them (``owner``, a weak reference) is gone: on large batches, fresh
+    stacks of a few MiB per call made the time depend on the C library's allocator."""
+
+    def __init__(self, stacks: list) -> None:
+        self.stacks, self.owner = stacks, None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(stack.nbytes for stack in self.stacks)
 
 
 def _side_by_side(stack: Array) -> Array:

@@ -298,6 +298,15 @@ def test_plans_can_be_switched_off(rng):
 # --- training through the Jacobian ----------------------------------------------------
 
 
+@pytest.fixture(params=[False, True], ids=["fresh stacks", "kept stacks"])
+def keep_stacks(request, monkeypatch):
+    """Training plans built with every call's stacks kept for the next call, as on large
+    batches, or (the default on these small ones) fresh for every call."""
+    if request.param:
+        monkeypatch.setattr(_plans, "_KEEP_BYTES", 0)
+    return request.param
+
+
 def generic_training(net, X, G, plans_off):
     def run():
         J, pullback = net.jacobian_and_pullback(X)
@@ -313,7 +322,7 @@ def assert_same_grads(got, want, dtype=np.float64):
 
 
 @pytest.mark.parametrize("make", NETWORKS.values(), ids=NETWORKS.keys())
-def test_training_plans_give_the_results_of_the_generic_passes(make, rng, plans_off):
+def test_training_plans_give_the_results_of_the_generic_passes(make, rng, plans_off, keep_stacks):
     net = make(rng)
     for X in (rng.normal(size=(9, net.d_in)), rng.normal(size=net.d_in), np.zeros((0, net.d_in)),
               rng.normal(size=(6, net.d_in)).astype(np.float32)):
@@ -327,7 +336,7 @@ def test_training_plans_give_the_results_of_the_generic_passes(make, rng, plans_
     assert plan_cache_info(net).generic == 0
 
 
-def test_a_pullback_keeps_its_own_state_and_the_current_weights(rng, plans_off):
+def test_a_pullback_keeps_its_own_state_and_the_current_weights(rng, plans_off, keep_stacks):
     net = mlp(rng, [2, 5, 5, 2], jn.Tanh)
     X1, X2 = rng.normal(size=(8, 2)), rng.normal(size=(8, 2))
     G = rng.normal(size=(8, 2, 2))
@@ -343,6 +352,12 @@ def test_a_pullback_keeps_its_own_state_and_the_current_weights(rng, plans_off):
     _, want, want_param_grad = generic_training(net, X1, G, plans_off)
     assert_same_grads(net.jacobian_and_pullback(X1)[1](G), want)
     assert_same_grads(net.jacobian_param_grad(X1, G), want_param_grad)
+    del pullback1
+    for X in (X2, X1):  # kept stacks: each call takes back those of the one before, dropped
+        _, want, _ = generic_training(net, X, G, plans_off)
+        assert_same_grads(net.jacobian_and_pullback(X)[1](G), want)
+    entry = _plans._pool.entries.get((id(_plans.training_plan_for(net, X1)), "stacks"))
+    assert (entry is not None and entry[1].owner is not None) == keep_stacks  # this thread's kept stacks
 
 
 @pytest.mark.parametrize("plans", [True, False])
@@ -362,7 +377,7 @@ def test_a_pullback_does_not_read_the_callers_x_later(plans, rng):
     assert_same_grads(grads, want)
 
 
-def test_training_from_several_threads(rng, plans_off):
+def test_training_from_several_threads(rng, plans_off, keep_stacks):
     net = mlp(rng, [3, 8, 3], jn.Tanh)
     inputs = [(rng.normal(size=(64, 3)), rng.normal(size=(64, 3, 3))) for _ in range(4)]
     wanted = [generic_training(net, X, G, plans_off)[1] for X, G in inputs]
