@@ -815,12 +815,13 @@ class TrainingPlan:
                     dW = np.dot(_side_by_side(V), _side_by_side(dV).T)
                 # as the generic step: zeros of b's dtype while dz is zero (np.zeros: zeros_like
                 # took 1.3 us longer)
-                if self.folded[i]:  # and the bias's gradient with it, from the row of ones
-                    grads.append([dW[:-1], dW[-1] if values_matter else np.zeros(layer.b.shape, layer.b.dtype)])
-                elif layer.b is None:
+                b = layer.b
+                if b is None:
                     grads.append([dW])
+                elif self.folded[i]:  # and the bias's gradient with it, from the row of ones
+                    grads.append([dW[:-1], dW[-1] if values_matter else np.zeros(b.shape, b.dtype)])
                 else:
-                    grads.append([dW, dV[0].sum(axis=1) if values_matter else np.zeros(layer.b.shape, layer.b.dtype)])
+                    grads.append([dW, dV[0].sum(axis=1) if values_matter else np.zeros(b.shape, b.dtype)])
                 if i > 0:
                     width = self.widths[i]
                     dV_in = buffers[other][: (1 + K) * width * n].reshape(1 + K, width, n)
