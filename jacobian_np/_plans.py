@@ -698,7 +698,7 @@ class TrainingPlan:
     the weights ``[W; b]`` (a broadcast ``+ b`` cost a few microseconds on small
     batches, as much as the product).  The stacks of a call are allocated for it,
     since its pullback keeps them; the pullback's own two buffers are per thread.
-    Large stacks (from ``_KEEP_BYTES``) are reused: the thread's next call takes them
+    Large stacks (from ``_KEEP_BYTES``) are reused: the thread's later calls take them
     back once no pullback holds them (:class:`_KeptStacks`), and the pullback has a
     third buffer for its products.
     """
@@ -744,12 +744,12 @@ class TrainingPlan:
         n, K = len(X), X.shape[-1]
         layers, widths, folded, direct = self.layers, self.widths, self.folded, self.direct
         last = len(layers) - 1 if direct else len(layers)  # the stacks kept: the inputs of the layers
-        # large stacks: this thread's of the previous call if no pullback holds them any more
-        kept = _per_thread(self, "stacks", lambda: _KeptStacks(self._new_stacks(n, K, last))) if self.keep else None
-        if kept is not None and (kept.owner is None or kept.owner() is None):
-            stacks = kept.stacks  # the seed's zeros still there: nothing writes into V[1:] after it
-        else:
-            stacks = self._new_stacks(n, K, last)
+        # large stacks: this thread's of an earlier call that no pullback holds any more
+        entry = None
+        if self.keep:
+            entry = _per_thread(self, "stacks", lambda: _KeptStacks(lambda: self._new_stacks(n, K, last))).free()
+        # (kept ones still hold the seed's zeros: nothing writes into V[1:] after it)
+        stacks = self._new_stacks(n, K, last) if entry is None else entry[0]
         V = stacks[0]
         V[0, :K] = X.T
         # the identity seed, V[1 + k, k] = 1: every (width + 1)-th row of the tangents
@@ -784,8 +784,8 @@ class TrainingPlan:
         def pullback(G: Array) -> list[Array]:
             return self._pullback(G[None] if x.ndim == 1 else G, stacks, derivatives)
 
-        if kept is not None and stacks is kept.stacks:
-            kept.owner = weakref.ref(pullback)
+        if entry is not None:
+            entry[1] = weakref.ref(pullback)
         return (J[0] if x.ndim == 1 else J), pullback
 
     def _new_stacks(self, n: int, K: int, last: int) -> list:
@@ -855,16 +855,25 @@ _KEEP_BYTES = 256 * 1024
 
 
 class _KeptStacks:
-    """A training plan's stacks kept by a thread for its next call, which reuses them once the
-    pullback that holds them (``owner``, a weak reference) is gone: on large batches, fresh
-    stacks of a few MiB per call made the time depend on the C library's allocator."""
+    """Two sets of a training plan's stacks kept by a thread for its calls, each reused once
+    the pullback that held it (a weak reference) is gone: on large batches, fresh stacks
+    of a few MiB per call made the time depend on the C library's allocator.  Two, since
+    a loop's ``J, pullback = net.jacobian_and_pullback(x)`` still holds the previous
+    pullback while it makes the next."""
 
-    def __init__(self, stacks: list) -> None:
-        self.stacks, self.owner = stacks, None
+    def __init__(self, make: Callable[[], list]) -> None:
+        self.sets: list[list] = [[make(), None], [make(), None]]  # [stacks, owner]
+
+    def free(self) -> Optional[list]:
+        """A set no live pullback holds, or ``None``."""
+        for entry in self.sets:
+            if entry[1] is None or entry[1]() is None:
+                return entry
+        return None
 
     @property
     def nbytes(self) -> int:
-        return sum(stack.nbytes for stack in self.stacks)
+        return sum(stack.nbytes for stacks, _ in self.sets for stack in stacks)
 
 
 def _side_by_side(stack: Array) -> Array:

@@ -353,11 +353,14 @@ def test_a_pullback_keeps_its_own_state_and_the_current_weights(rng, plans_off, 
     assert_same_grads(net.jacobian_and_pullback(X1)[1](G), want)
     assert_same_grads(net.jacobian_param_grad(X1, G), want_param_grad)
     del pullback1
-    for X in (X2, X1):  # kept stacks: each call takes back those of the one before, dropped
-        _, want, _ = generic_training(net, X, G, plans_off)
-        assert_same_grads(net.jacobian_and_pullback(X)[1](G), want)
+    wants = [generic_training(net, X, G, plans_off)[1] for X in (X1, X2)]
+    for k in (0, 1, 0, 1, 0):  # as a loop does: the previous pullback alive during the next call
+        J, pullback = net.jacobian_and_pullback((X1, X2)[k])
+        assert_same_grads(pullback(G), wants[k])
+    assert_same_grads(pullback(G), wants[0])
     entry = _plans._pool.entries.get((id(_plans.training_plan_for(net, X1)), "stacks"))
-    assert (entry is not None and entry[1].owner is not None) == keep_stacks  # this thread's kept stacks
+    # this thread's kept stacks, both in use by the loop
+    assert (entry is not None and all(owner is not None for _, owner in entry[1].sets)) == keep_stacks
 
 
 @pytest.mark.parametrize("plans", [True, False])
