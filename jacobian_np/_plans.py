@@ -698,9 +698,9 @@ class TrainingPlan:
     the weights ``[W; b]`` (a broadcast ``+ b`` cost a few microseconds on small
     batches, as much as the product).  The stacks of a call are allocated for it,
     since its pullback keeps them; the pullback's own two buffers are per thread.
-    Large stacks (from ``_KEEP_BYTES``) are reused: the thread's later calls take them
-    back once no pullback holds them (:class:`_KeptStacks`), and the pullback has a
-    third buffer for its products.
+    Large stacks (from ``_KEEP_BYTES``, while two sets fit the memory budget) are
+    reused: the thread's later calls take them back once no pullback holds them
+    (:class:`_KeptStacks`), and the pullback has a third buffer for its products.
     """
 
     def __init__(self, layers: list, x: Array) -> None:
@@ -733,11 +733,11 @@ class TrainingPlan:
         # (1 + K, width, d_out) terms are no larger than the stack (1 + K, width, n);
         # else (few samples, wide layers) as one product of the stacks made (width, (1 + K) n)
         self.batched_dW = [isinstance(layer, Affine) and layer.d_out <= n for layer in layers]
-        # keep the stacks for the next call when they are large (small ones the allocator
-        # gives cheaply, faster than looking them up)
+        # keep the stacks for later calls when they are large (small ones the allocator gives
+        # cheaply, faster than looking them up), and their two sets fit the memory budget
         kept = range(len(layers) + 1 - self.direct)
-        rows = [(self.widths[i] + self.folded[i]) * self.dtypes[i].itemsize for i in kept]
-        self.keep = (1 + K) * n * sum(rows) >= _KEEP_BYTES
+        nbytes = (1 + K) * n * sum((self.widths[i] + self.folded[i]) * self.dtypes[i].itemsize for i in kept)
+        self.keep = _KEEP_BYTES <= nbytes and 2 * nbytes <= get_memory_budget()
 
     def __call__(self, x: Array) -> tuple[Array, Callable[[Array], list[Array]]]:
         X = x[None] if x.ndim == 1 else x
