@@ -76,9 +76,9 @@ def det(J: npt.ArrayLike) -> tuple[Array, Array]:
     """
     J = _square(J, "det")
     compute = _det_small if J.shape[-1] <= 3 else _det_svd
-    finite = np.all(np.isfinite(J), axis=(-2, -1))
-    if np.all(finite):
+    if np.isfinite(J).all():  # the common case: 1.6 us on 256 2 x 2 matrices, against 6 us per sample
         return compute(J)
+    finite = np.all(np.isfinite(J), axis=(-2, -1))
     # LAPACK's SVD fails (or never returns, for infinity) for a whole batch if one
     # matrix is not finite, and the closed forms warn (inf - inf): compute the
     # finite samples only and give the others NaN

@@ -299,6 +299,15 @@ def test_plans_can_be_switched_off(rng):
 # --- training through the Jacobian ----------------------------------------------------
 
 
+@pytest.fixture(params=[False, True], ids=["fresh stacks", "kept stacks"])
+def keep_stacks(request, monkeypatch):
+    """Training plans built with every call's stacks kept for the next call, as on large
+    batches, or (the default on these small ones) fresh for every call."""
+    if request.param:
+        monkeypatch.setattr(_plans, "_KEEP_BYTES", 0)
+    return request.param
+
+
 def generic_training(net, X, G, plans_off):
     def run():
         J, pullback = net.jacobian_and_pullback(X)
@@ -314,7 +323,7 @@ def assert_same_grads(got, want, dtype=np.float64):
 
 
 @pytest.mark.parametrize("make", NETWORKS.values(), ids=NETWORKS.keys())
-def test_training_plans_give_the_results_of_the_generic_passes(make, rng, plans_off):
+def test_training_plans_give_the_results_of_the_generic_passes(make, rng, plans_off, keep_stacks):
     net = make(rng)
     for X in (rng.normal(size=(9, net.d_in)), rng.normal(size=net.d_in), np.zeros((0, net.d_in)),
               rng.normal(size=(6, net.d_in)).astype(np.float32)):
@@ -328,7 +337,7 @@ def test_training_plans_give_the_results_of_the_generic_passes(make, rng, plans_
     assert plan_cache_info(net).generic == 0
 
 
-def test_a_pullback_keeps_its_own_state_and_the_current_weights(rng, plans_off):
+def test_a_pullback_keeps_its_own_state_and_the_current_weights(rng, plans_off, keep_stacks):
     net = mlp(rng, [2, 5, 5, 2], jn.Tanh)
     X1, X2 = rng.normal(size=(8, 2)), rng.normal(size=(8, 2))
     G = rng.normal(size=(8, 2, 2))
@@ -344,9 +353,35 @@ def test_a_pullback_keeps_its_own_state_and_the_current_weights(rng, plans_off):
     _, want, want_param_grad = generic_training(net, X1, G, plans_off)
     assert_same_grads(net.jacobian_and_pullback(X1)[1](G), want)
     assert_same_grads(net.jacobian_param_grad(X1, G), want_param_grad)
+    del pullback1
+    wants = [generic_training(net, X, G, plans_off)[1] for X in (X1, X2)]
+    for k in (0, 1, 0, 1, 0):  # as a loop does: the previous pullback alive during the next call
+        J, pullback = net.jacobian_and_pullback((X1, X2)[k])
+        assert_same_grads(pullback(G), wants[k])
+    assert_same_grads(pullback(G), wants[0])
+    entry = _plans._pool.entries.get((id(_plans.training_plan_for(net, X1)), "stacks"))
+    # this thread's kept stacks, both in use by the loop
+    assert (entry is not None and all(owner is not None for _, owner in entry[1].sets)) == keep_stacks
 
 
-def test_training_from_several_threads(rng, plans_off):
+@pytest.mark.parametrize("plans", [True, False])
+def test_a_pullback_does_not_read_the_callers_x_later(plans, rng):
+    """jacobian_and_pullback copies x only where the pass would keep it (the generic one);
+    either way, writing into x after the call must not change what the pullback returns."""
+    net = mlp(rng, [2, 5, 5, 2], jn.Tanh)
+    X, G = rng.normal(size=(7, 2)), rng.normal(size=(7, 2, 2))
+    want = net.jacobian_param_grad(X, G)
+    previous = _plans.set_plans_enabled(plans)
+    try:
+        J, pullback = net.jacobian_and_pullback(X)
+        X[...] = 0
+        grads = pullback(G)
+    finally:
+        _plans.set_plans_enabled(previous)
+    assert_same_grads(grads, want)
+
+
+def test_training_from_several_threads(rng, plans_off, keep_stacks):
     net = mlp(rng, [3, 8, 3], jn.Tanh)
     inputs = [(rng.normal(size=(64, 3)), rng.normal(size=(64, 3, 3))) for _ in range(4)]
     wanted = [generic_training(net, X, G, plans_off)[1] for X, G in inputs]
