@@ -414,6 +414,20 @@ def test_shared_parameters_run_the_generic_training_pass(rng):
     assert plan_cache_info(net).generic == 1
 
 
+def test_large_weights_run_the_generic_training_and_second_order_passes(rng, plans_off, monkeypatch):
+    net = mlp(rng, [3, 6, 2])  # weights of 144 and 96 bytes
+    X = rng.normal(size=(5, 3))
+    monkeypatch.setattr(_plans, "CACHED_WEIGHT_BYTES", 100)  # the first layer's is too large
+    J, pullback = net.jacobian_and_pullback(X)
+    L = net.laplacian(X)
+    assert plan_cache_info(net).generic == 2  # both ran the generic passes
+    want_J, want_pullback = plans_off(lambda: net.jacobian_and_pullback(X))
+    np.testing.assert_array_equal(J, want_J)
+    np.testing.assert_array_equal(L, plans_off(lambda: net.laplacian(X)))
+    net.jacobian(X)  # first-order plans have no such bound
+    assert plan_cache_info(net).generic == 2
+
+
 # --- second order ---------------------------------------------------------------------
 
 
