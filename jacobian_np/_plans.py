@@ -29,7 +29,7 @@ output, say) seed the pass by their own generic steps, and the plan takes over f
 there.  Everything else (user layers, Softmax, LayerNorm, Residual and Parallel
 before that point or in forward mode, a network without an affine layer in the run
 or with an unknown input width) runs the generic passes.  So does training or second
-order on a network with a weight matrix larger than :data:`CACHED_WEIGHT_BYTES`.
+order on a network with a weight matrix larger than :data:`MAX_WEIGHT_BYTES` allows.
 
 What a plan does
 ----------------
@@ -200,7 +200,7 @@ def training_plan_for(network: Any, x: Array) -> Optional["TrainingPlan"]:
 
     def build(cache: _PlanCache) -> Optional[TrainingPlan]:
         layers = _planned_layers(network, network.layers, ("push_tangents", "pull_tangents"))
-        if layers is None or not _weights_fit_the_cache(layers):
+        if layers is None or not _small_weights(layers, "training"):
             return None
         params = [p for layer in layers for p in layer.params]
         if len({id(p) for p in params}) < len(params):  # a shared array: gradients to merge
@@ -223,7 +223,7 @@ def second_order_plan_for(network: Any, x: Array, T: Array, collapse: bool) -> O
 
     def build(cache: _PlanCache) -> Optional[SecondOrderPlan]:
         layers = _planned_layers(network, network.layers, ("push", "push_second"))
-        if layers is None or not _weights_fit_the_cache(layers):
+        if layers is None or not _small_weights(layers, "second order"):
             return None
         try:
             return SecondOrderPlan(layers, x, T, collapse)
@@ -233,16 +233,19 @@ def second_order_plan_for(network: Any, x: Array, T: Array, collapse: bool) -> O
     return _cached(network, ("second", x.shape, x.dtype, T.shape, T.dtype, collapse), build)
 
 
-#: The largest weight matrix, in bytes, of a network with training and second-order plans.
-#: Their stacks hold values and each direction as separate blocks, and an affine layer is a
-#: product per block, which reads the weights again for each: beyond a core's cache that
-#: made them slower than the generic passes' one product per layer over all rows (measured:
-#: 8-256-256-8, 512 KiB, 1.07-1.19 times; 50-768-768-512-512-1, 4.5 MiB, 2.7 times).
-CACHED_WEIGHT_BYTES = 256 * 2**10
+#: The largest weight matrix, in bytes, of a network with training or second-order plans.
+#: Their stacks hold the values and each direction as separate blocks, and an affine layer
+#: is a product per block, which reads the weights again for each; beyond a core's cache
+#: that made them slower than the generic passes' one product per layer over all rows.
+#: Measured (plan / generic, interleaved, n = 256): training 0.83-0.92 at 8-256-256-8
+#: (512 KiB), 1.05 at 8-362-362-8 (1 MiB), 1.29 at 16-768-768-16 (4.5 MiB); second order
+#: 0.59 at 8-181-181-8 (256 KiB), 1.16 at 8-256-256-8, 2.7 at bench_taylor's 50-768-768-512-512-1.
+MAX_WEIGHT_BYTES = {"training": 512 * 2**10, "second order": 256 * 2**10}
 
 
-def _weights_fit_the_cache(layers: list) -> bool:
-    return all(layer.W.nbytes <= CACHED_WEIGHT_BYTES for layer in layers if isinstance(layer, Affine))
+def _small_weights(layers: list, kind: str) -> bool:
+    limit = MAX_WEIGHT_BYTES[kind]
+    return all(layer.W.nbytes <= limit for layer in layers if isinstance(layer, Affine))
 
 
 def _planned_layers(network: Any, layers: Any, steps: tuple[str, ...]) -> Optional[list]:

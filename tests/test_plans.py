@@ -417,7 +417,8 @@ def test_shared_parameters_run_the_generic_training_pass(rng):
 def test_large_weights_run_the_generic_training_and_second_order_passes(rng, plans_off, monkeypatch):
     net = mlp(rng, [3, 6, 2])  # weights of 144 and 96 bytes
     X = rng.normal(size=(5, 3))
-    monkeypatch.setattr(_plans, "CACHED_WEIGHT_BYTES", 100)  # the first layer's is too large
+    monkeypatch.setitem(_plans.MAX_WEIGHT_BYTES, "training", 100)  # the first layer's is too large
+    monkeypatch.setitem(_plans.MAX_WEIGHT_BYTES, "second order", 100)
     J, pullback = net.jacobian_and_pullback(X)
     L = net.laplacian(X)
     assert plan_cache_info(net).generic == 2  # both ran the generic passes
