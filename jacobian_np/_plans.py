@@ -843,7 +843,9 @@ class TrainingPlan:
         # (1 + K, width, d_out) terms are no larger than the stack (1 + K, width, n);
         # else (few samples, wide layers) as one product of the stacks made (width, (1 + K) n)
         self.batched_dW = [isinstance(layer, Affine) and layer.d_out <= n for layer in layers]
-        self.side_by_side = any(isinstance(layer, Affine) and layer.d_out > n for layer in layers)
+        self.side_by_side = any(  # some layer's dW from its stacks side by side: a buffer for them
+            isinstance(layer, Affine) and not batched for layer, batched in zip(layers, self.batched_dW)
+        )
         # keep the stacks for later calls when they are large (small ones the allocator gives
         # cheaply, faster than looking them up), and their two sets fit the memory budget
         kept = range(len(layers) + 1 - self.direct)
